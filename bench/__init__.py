@@ -1,0 +1,1 @@
+"""The harness: suites (model, zoo, task data), the experiment grid, scoring, reports and benchmarks."""

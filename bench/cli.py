@@ -1,0 +1,110 @@
+"""The command line: parse options, check every name at once, run the grid, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from bench.grid import GridSpec, run_grid
+from bench.report import write_report
+from bench.suites import SUITES, SuiteOptions
+from methods.registry import load_all_methods, resolve_method_names
+from tasks.registry import ALL_LANGUAGES, COMPOSITE_LANGUAGES, TASKS, resolve_names
+
+DEFAULT_SUITE = "builtin"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Compare ways of combining LoRA adapters on composite tasks.")
+    parser.add_argument("--methods", default="base,lora,average,lorahub,loraflow", help="comma list, a group (lora) or 'all'")
+    parser.add_argument("--suite", default=DEFAULT_SUITE, help="a registered suite or a path to a suite.json")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma list of tasks")
+    parser.add_argument("--langs", default=",".join(COMPOSITE_LANGUAGES), help="comma list of languages")
+    parser.add_argument("--seeds", default="0", help="comma list of integer seeds")
+    parser.add_argument("--out", default="results", type=Path, help="output folder (cells, state, tables, plots)")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N test items of each cell")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
+    parser.add_argument("--cache-dir", default=Path(".cache/lora_compose_bench"), type=Path, help="built models and zoos")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE", help="a method option")
+    parser.add_argument("--force", action="store_true", help="recompute finished cells and fits")
+    parser.add_argument("--list", action="store_true", help="list methods, suites and tasks, then exit")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the tables from existing cells")
+    return parser
+
+
+def parse_method_options(settings: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
+    """`loraflow.learning_rate=1e-4` -> {'loraflow': {'learning_rate': '1e-4'}}."""
+    options: dict[str, dict[str, str]] = {}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        method, dot, option = key.partition(".")
+        if not equals or not dot or not option:
+            raise ValueError(f"--set {setting}: expected METHOD.OPTION=VALUE")
+        if method not in methods:
+            raise ValueError(f"--set {setting}: method '{method}' is not in --methods ({', '.join(methods)})")
+        options.setdefault(method, {})[option] = value
+    return options
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text}: expected a comma list of integers") from None
+    if not seeds:
+        raise ValueError("--seeds: no seed given")
+    return seeds
+
+
+def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
+    """Check every option before any work starts; errors name the option at fault."""
+    methods = resolve_method_names(arguments.methods)
+    if arguments.limit is not None and arguments.limit < 1:
+        raise ValueError(f"--limit {arguments.limit}: must be at least 1")
+    if arguments.out.exists() and not arguments.out.is_dir():
+        raise ValueError(f"--out {arguments.out}: exists and is not a folder")
+    return GridSpec(
+        suite=arguments.suite,
+        methods=methods,
+        tasks=resolve_names("--tasks", arguments.tasks, tuple(TASKS)),
+        languages=resolve_names("--langs", arguments.langs, ALL_LANGUAGES),
+        seeds=parse_seeds(arguments.seeds),
+        out=arguments.out,
+        limit=arguments.limit,
+        force=arguments.force,
+        method_options=parse_method_options(arguments.set, methods),
+        suite_options=SuiteOptions(cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype),
+    )
+
+
+def print_listing() -> None:
+    print("methods:", ", ".join(sorted(load_all_methods())), "(group: lora = language_lora,skill_lora)")
+    print("suites: ", ", ".join(sorted(SUITES)), "(or a path to a suite.json)")
+    print("tasks:  ", ", ".join(TASKS))
+    print("languages:", ", ".join(ALL_LANGUAGES))
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
+
+    if arguments.list:
+        print_listing()
+        return 0
+    try:
+        if not arguments.report_only:
+            started = time.perf_counter()
+            run_grid(spec_from_arguments(arguments))
+            print(f"grid finished in {time.perf_counter() - started:.1f} s")
+        paths = write_report(arguments.out)
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return 0

@@ -1,0 +1,194 @@
+"""The experiment grid: methods x tasks x languages x seeds, one JSON file per finished cell.
+
+A cell file appears atomically once its cell is finished, so rerunning the same command skips what is done (an
+interrupted grid resumes) and no cell is ever half-written. What a method learned is saved under `state/` and reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from bench.generation import generate_completions
+from bench.storage import atomic_directory, exclusive_lock, write_json_atomic
+from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
+from methods.registry import Cell, load_all_methods, make_config
+from tasks.registry import TASKS
+
+log = logging.getLogger(__name__)
+STATE_DONE_FILE = "DONE"
+
+
+@dataclass
+class GridSpec:
+    """One run of the grid, as the CLI describes it."""
+
+    suite: str
+    methods: list[str]
+    tasks: list[str]
+    languages: list[str]
+    seeds: list[int]
+    out: Path
+    limit: int | None = None
+    force: bool = False
+    method_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    suite_options: SuiteOptions = field(default_factory=SuiteOptions)
+
+
+def cell_name(task: str, language: str, seed: int) -> str:
+    return f"{task}-{language}-seed{seed}"
+
+
+def cell_path(out: Path, suite: str, method: str, task: str, language: str, seed: int) -> Path:
+    return out / "cells" / suite / method / f"{cell_name(task, language, seed)}.json"
+
+
+def _config_record(config) -> dict:
+    return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+
+def _settings_key(config_record: dict, limit: int | None) -> str:
+    text = json.dumps({"config": config_record, "limit": limit}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _check_existing(path: Path, settings: str) -> bool:
+    """True when a finished cell with the same settings exists; a cell made with other settings is an error."""
+    if not path.is_file():
+        return False
+    try:
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError) as error:
+        raise RuntimeError(f"{path}: unreadable cell file ({error}); delete it or rerun with --force") from None
+    if existing.get("settings") != settings:
+        raise RuntimeError(
+            f"{path}: finished with other method options or --limit; rerun with --force to replace it, or use another --out"
+        )
+    return True
+
+
+def run_grid(spec: GridSpec) -> list[Path]:
+    """Run every unfinished cell of the grid; return the paths of all its cell files."""
+    methods = load_all_methods()
+    configs = {name: make_config(methods[name], spec.method_options.get(name, {})) for name in spec.methods}
+    keys = list(itertools.product(spec.methods, spec.tasks, spec.languages, spec.seeds))
+    suite_name = suite_display_name(spec.suite)
+    with exclusive_lock(spec.out):
+        started = time.perf_counter()
+        suite: Suite | None = None
+        build_seconds = 0.0
+        paths = []
+        for method_name, task, language, seed in tqdm(keys, desc="grid"):
+            config = configs[method_name]
+            settings = _settings_key(_config_record(config), spec.limit)
+            path = cell_path(spec.out, suite_name, method_name, task, language, seed)
+            paths.append(path)
+            if not spec.force and _check_existing(path, settings):
+                continue
+            if suite is None:
+                suite = load_suite(spec.suite, spec.suite_options)
+                build_seconds = time.perf_counter() - started
+            record = run_cell(suite, methods[method_name], config, task, language, seed, spec)
+            record.update(settings=settings, suite_build_seconds=round(build_seconds, 3))
+            write_json_atomic(path, record)
+    return paths
+
+
+def _make_cell(suite: Suite, task: str, language: str, seed: int) -> Cell:
+    data = suite.cells[(task, language)]
+    return Cell(
+        model=copy.deepcopy(suite.model),
+        tokenizer=suite.tokenizer,
+        adapters=suite.cell_adapters(task, language),
+        train=data.train,
+        dev=data.dev,
+        seed=seed,
+        task=task,
+        language=language,
+        zoo=list(suite.adapters.values()),
+        composite_train=data.composite_train,
+        base_model_id=suite.base_model_id,
+    )
+
+
+def _fit_or_load(method, state_directory: Path, force: bool) -> dict:
+    """Load what the method learned when a finished state exists; otherwise fit and save it atomically."""
+    if not method.learns:
+        return {"fit_seconds": 0.0, "reused_state": False}
+    if not force and (state_directory / STATE_DONE_FILE).is_file():
+        method.load(state_directory)
+        return {"fit_seconds": 0.0, "reused_state": True}
+    started = time.perf_counter()
+    method.fit()
+    fit_seconds = time.perf_counter() - started
+    with atomic_directory(state_directory) as scratch:
+        method.save(scratch)
+        (scratch / STATE_DONE_FILE).write_text("ok\n")
+    return {"fit_seconds": fit_seconds, "reused_state": False}
+
+
+def score_all(score, examples, completions) -> list[bool]:
+    """Score completions in parallel threads (code scoring waits on sandbox subprocesses)."""
+    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        return list(pool.map(score, examples, completions))
+
+
+def run_cell(suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec) -> dict:
+    """Fit (or load), generate on the test split, score; return the cell's record."""
+    torch.manual_seed(seed)
+    task_spec = TASKS[task]
+    method = method_class(_make_cell(suite, task, language, seed), config)
+    state_directory = spec.out / "state" / suite.name / method_class.name / cell_name(task, language, seed)
+    fit_info = _fit_or_load(method, state_directory, spec.force)
+    test = suite.cells[(task, language)].test[: spec.limit]
+    started = time.perf_counter()
+    completions = generate_completions(
+        method.model,
+        suite.tokenizer,
+        [example.prompt for example in test],
+        suite.max_new_tokens.get(task, task_spec.max_new_tokens),
+        task_spec.stop,
+        batch_size=suite.generation_batch_size,
+        batch_context=getattr(method, "record_weights", None),
+    )
+    generate_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    correct = score_all(task_spec.score, test, completions)
+    score_seconds = time.perf_counter() - started
+    if hasattr(method, "recorded_weights"):
+        trace_path = spec.out / "traces" / suite.name / method_class.name / f"{cell_name(task, language, seed)}.safetensors"
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(method.recorded_weights([example.id for example in test]), str(trace_path))
+    return {
+        "method": method_class.name,
+        "suite": suite.name,
+        "task": task,
+        "language": language,
+        "seed": seed,
+        "metric": task_spec.metric,
+        "score": 100.0 * sum(correct) / max(len(correct), 1),
+        "n": len(correct),
+        "config": _config_record(config),
+        "adapters": {adapter.name: suite.adapter_sha256[adapter.name] for adapter in suite.cell_adapters(task, language)},
+        "trainable_parameters": getattr(method, "trainable_parameter_count", 0),
+        "fit_history": getattr(method, "history", []),
+        "timings": {"fit": fit_info["fit_seconds"], "generate": generate_seconds, "score": score_seconds},
+        "reused_state": fit_info["reused_state"],
+        "generations": [
+            {"id": example.id, "completion": completion, "correct": ok}
+            for example, completion, ok in zip(test, completions, correct)
+        ],
+    }

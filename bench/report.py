@@ -1,0 +1,122 @@
+"""Tables from cell files alone (no model needed): results.csv, table.md and table.tex.
+
+The table has the LoRA-Flow main-table layout: one row per method; one column per (task, language) cell, then the
+per-task averages and the overall average; mean over seeds, with the half-width of a 95% t-interval when there are
+several. `gap closed` = (method - best single adapter) / (oracle - best single adapter), on the overall average.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.registry import ALL_LANGUAGES
+
+CSV_COLUMNS = ["method", "suite", "task", "language", "seed", "metric", "score", "n"]
+METHOD_ORDER = [
+    "base", "language_lora", "skill_lora", "average", "lorahub", "fusion", "loraflow",
+    "hydralora", "hydralora_tuned", "oracle",
+]  # fmt: skip
+TASK_ORDER = ["math", "code"]
+SINGLE_ADAPTER_ROWS = ("language_lora", "skill_lora")
+# Two-sided 95% Student-t quantiles for 1..10 degrees of freedom; beyond that 1.96 is close enough.
+T_QUANTILES = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+
+
+def read_cells(out: Path) -> pd.DataFrame:
+    """One row per cell file under `out/cells`, with the CSV columns."""
+    rows = []
+    for path in sorted((Path(out) / "cells").glob("*/*/*.json")):
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rows.append({column: record[column] for column in CSV_COLUMNS})
+    return pd.DataFrame(rows, columns=CSV_COLUMNS)
+
+
+def confidence_half_width(scores: pd.Series) -> float:
+    """Half-width of the 95% t-interval of the mean (0 for a single seed)."""
+    count = len(scores)
+    if count < 2:
+        return 0.0
+    quantile = T_QUANTILES[count - 2] if count - 2 < len(T_QUANTILES) else 1.96
+    return quantile * float(scores.std(ddof=1)) / math.sqrt(count)
+
+
+def _ordered(values, order) -> list:
+    known = [value for value in order if value in set(values)]
+    return known + sorted(set(values) - set(known))
+
+
+def summary_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Rows: methods; columns: '<task> <lang>' cells, '<task> avg', 'avg' (means over seeds) and their CI columns."""
+    table = {}
+    per_seed = cells.pivot_table(index=["method", "seed"], columns=["task", "language"], values="score")
+    tasks = _ordered(cells["task"], TASK_ORDER)
+    for task in tasks:
+        languages = _ordered([language for (t, language) in per_seed.columns if t == task], ALL_LANGUAGES)
+        for language in languages:
+            column = per_seed[(task, language)]
+            table[f"{task} {language}"] = column.groupby("method").mean()
+            table[f"{task} {language} ±"] = column.groupby("method").agg(confidence_half_width)
+        task_average = per_seed[task].mean(axis=1, skipna=False)
+        table[f"{task} avg"] = task_average.groupby("method").mean()
+        table[f"{task} avg ±"] = task_average.groupby("method").agg(confidence_half_width)
+    overall = per_seed.mean(axis=1, skipna=False)
+    table["avg"] = overall.groupby("method").mean()
+    table["avg ±"] = overall.groupby("method").agg(confidence_half_width)
+    summary = pd.DataFrame(table)
+    summary = summary.loc[_ordered(summary.index, METHOD_ORDER)]
+    summary["gap closed"] = gap_closed(summary["avg"])
+    return summary
+
+
+def gap_closed(averages: pd.Series) -> pd.Series:
+    """(method - best single adapter) / (oracle - best single adapter); NaN without those rows."""
+    singles = [averages[name] for name in SINGLE_ADAPTER_ROWS if name in averages.index]
+    if "oracle" not in averages.index or not singles:
+        return pd.Series(math.nan, index=averages.index)
+    best_single = max(singles)
+    room = averages["oracle"] - best_single
+    return (averages - best_single) / room if room > 0 else pd.Series(math.nan, index=averages.index)
+
+
+def _format_cell(mean: float, half_width: float, with_ci: bool) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.1f} ± {half_width:.1f}" if with_ci else f"{mean:.1f}"
+
+
+def display_table(summary: pd.DataFrame, with_ci: bool) -> pd.DataFrame:
+    """Score columns as text ('12.3' or '12.3 ± 1.0'), plus the gap-closed share."""
+    columns = [column for column in summary.columns if not column.endswith("±") and column != "gap closed"]
+    shown = pd.DataFrame(index=summary.index)
+    for column in columns:
+        shown[column] = [
+            _format_cell(mean, half, with_ci) for mean, half in zip(summary[column], summary[f"{column} ±"])
+        ]
+    shown["gap closed"] = ["-" if pd.isna(value) else f"{value:.2f}" for value in summary["gap closed"]]
+    shown.index.name = "method"
+    return shown
+
+
+def write_report(out: Path) -> dict[str, Path]:
+    """Write results.csv, table.md and table.tex under `out`; return their paths."""
+    out = Path(out)
+    cells = read_cells(out)
+    if cells.empty:
+        raise ValueError(f"{out / 'cells'}: no finished cells to report")
+    cells = cells.sort_values(["suite", "method", "task", "language", "seed"]).reset_index(drop=True)
+    paths = {"csv": out / "results.csv", "markdown": out / "table.md", "latex": out / "table.tex"}
+    cells.to_csv(paths["csv"], index=False, float_format="%.2f")
+    sections_md, sections_tex = [], []
+    for suite, suite_cells in cells.groupby("suite"):
+        with_ci = suite_cells.groupby(["method", "task", "language"]).size().max() > 1
+        shown = display_table(summary_table(suite_cells), with_ci)
+        sections_md.append(f"## suite: {suite}\n\n{shown.to_markdown()}\n")
+        latex = shown.to_latex(escape=True).replace(" ± ", " $\\pm$ ")
+        sections_tex.append(f"% suite: {suite}\n{latex}")
+    paths["markdown"].write_text("\n".join(sections_md), encoding="utf-8")
+    paths["latex"].write_text("\n".join(sections_tex), encoding="utf-8")
+    return paths

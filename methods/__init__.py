@@ -1,0 +1,1 @@
+"""Composition methods: each file registers one method by name (see `methods.registry`)."""

@@ -1,0 +1,145 @@
+"""Read a standard PEFT LoRA adapter directory into plain tensors, and check that it fits a base model.
+
+A LoRA adapter adds `(alpha / r) * B A x` to a linear layer's output (loralib; A is r x d_in, B is d_out x r).
+Here an adapter is just those tensors per module, so every method can combine them however its paper says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+PICKLE_WEIGHTS_FILE = "adapter_model.bin"
+KEY_PATTERN = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$")
+
+
+class AdapterError(ValueError):
+    """An adapter directory that cannot be used, with the adapter and the part at fault in the message."""
+
+
+@dataclass
+class LoraModule:
+    """One adapted linear layer: `delta_h = scaling * B (A x)`."""
+
+    A: torch.Tensor  # r x d_in
+    B: torch.Tensor  # d_out x r
+    scaling: float
+
+    @property
+    def rank(self) -> int:
+        return self.A.shape[0]
+
+
+@dataclass
+class LoraAdapter:
+    """A LoRA adapter as plain tensors, keyed by the module path inside the base model."""
+
+    name: str
+    modules: dict[str, LoraModule]
+    base_model: str = ""
+    config: dict = field(default_factory=dict)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(m.A.numel() + m.B.numel() for m in self.modules.values())
+
+
+def _alpha_for(module_name: str, config: dict) -> float:
+    # PEFT's alpha_pattern keys match the end of a module path (peft.tuners.tuners_utils.get_pattern_key).
+    for pattern, alpha in (config.get("alpha_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({pattern})$", module_name):
+            return float(alpha)
+    return float(config.get("lora_alpha", 8))
+
+
+def _read_config(directory: Path, name: str) -> dict:
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise AdapterError(f"adapter '{name}': {config_path} not found (not a PEFT adapter directory)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise AdapterError(f"adapter '{name}': {config_path} is not valid JSON ({error.msg})") from None
+    if config.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"adapter '{name}': {config_path} field 'peft_type' is {config['peft_type']!r}, need 'LORA'")
+    for unsupported in ("use_dora", "fan_in_fan_out"):
+        if config.get(unsupported):
+            raise AdapterError(f"adapter '{name}': {config_path} sets '{unsupported}', which this harness does not support")
+    return config
+
+
+def _read_weights(directory: Path, name: str) -> dict[str, torch.Tensor]:
+    weights_path = directory / WEIGHTS_FILE
+    if not weights_path.is_file():
+        if (directory / PICKLE_WEIGHTS_FILE).is_file():
+            raise AdapterError(
+                f"adapter '{name}': only {directory / PICKLE_WEIGHTS_FILE} found; pickle files are refused, "
+                f"convert it to {WEIGHTS_FILE} (safetensors)"
+            )
+        raise AdapterError(f"adapter '{name}': {weights_path} not found")
+    try:
+        return load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise AdapterError(f"adapter '{name}': {weights_path} is not a readable safetensors file ({error})") from None
+
+
+def load_lora_adapter(directory: str | Path, name: str | None = None) -> LoraAdapter:
+    """Load a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)."""
+    directory = Path(directory)
+    name = name or directory.name
+    config = _read_config(directory, name)
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in _read_weights(directory, name).items():
+        match = KEY_PATTERN.match(key)
+        if match is None:
+            raise AdapterError(f"adapter '{name}': unexpected tensor '{key}' in {directory / WEIGHTS_FILE}")
+        parts.setdefault(match["module"], {})[match["part"]] = tensor.float()
+    if not parts:
+        raise AdapterError(f"adapter '{name}': {directory / WEIGHTS_FILE} holds no LoRA tensors")
+    modules = {}
+    for module_name, pair in sorted(parts.items()):
+        if set(pair) != {"A", "B"}:
+            raise AdapterError(f"adapter '{name}': module '{module_name}' lacks lora_{'A' if 'A' not in pair else 'B'}")
+        A, B = pair["A"], pair["B"]
+        if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
+            raise AdapterError(
+                f"adapter '{name}': module '{module_name}' has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}, "
+                "whose ranks do not match"
+            )
+        rank = A.shape[0]
+        alpha = _alpha_for(module_name, config)
+        scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+        modules[module_name] = LoraModule(A=A, B=B, scaling=scaling)
+    return LoraAdapter(name=name, modules=modules, base_model=config.get("base_model_name_or_path") or "", config=config)
+
+
+def check_adapter_fits(adapter: LoraAdapter, model: torch.nn.Module, base_model_id: str | None = None) -> None:
+    """Raise AdapterError naming the adapter and module when the adapter cannot be applied to `model`."""
+    if base_model_id and adapter.base_model and adapter.base_model != base_model_id:
+        raise AdapterError(
+            f"adapter '{adapter.name}' was trained for base model '{adapter.base_model}', not '{base_model_id}'"
+        )
+    named = dict(model.named_modules())
+    for module_name, lora in adapter.modules.items():
+        module = named.get(module_name)
+        if module is None:
+            raise AdapterError(f"adapter '{adapter.name}': module '{module_name}' does not exist in the base model")
+        if not isinstance(module, torch.nn.Linear):
+            raise AdapterError(
+                f"adapter '{adapter.name}': module '{module_name}' is a {type(module).__name__}, not a Linear layer"
+            )
+        expected = (module.out_features, module.in_features)
+        if (lora.B.shape[0], lora.A.shape[1]) != expected:
+            raise AdapterError(
+                f"adapter '{adapter.name}': module '{module_name}' maps {lora.A.shape[1]} -> {lora.B.shape[0]} "
+                f"features but the base layer maps {expected[1]} -> {expected[0]}"
+            )

@@ -1,0 +1,104 @@
+"""Several frozen LoRA adapters on one linear layer, mixed by per-layer weights, in two matmuls.
+
+`h' = W0 x + sum_i w_i * s_i * B_i A_i x` (LoRA-Flow eq. 2 with `delta_h_i = s_i B_i A_i x`). The adapters' A matrices
+are stacked along the rank axis (ranks may differ), so the sum is one matmul into rank space, a per-rank scale
+`w_{owner(j)} * s_{owner(j)}`, and one matmul out: 2 matmuls for k adapters instead of 2k.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.lora_adapter import AdapterError, LoraAdapter, LoraModule
+
+LAYER_INDEX_PATTERN = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
+
+
+class FusionWeights:
+    """The adapter weights one decoder layer uses for the current forward pass.
+
+    `value` is a k-vector (task-level weights) or a (batch, seq, k) tensor (per-token weights); whoever owns the
+    layer's policy (a static method, a LoRA-Flow gate hook) writes it before the layer runs.
+    """
+
+    def __init__(self, value: torch.Tensor | None = None):
+        self.value = value
+
+
+class MultiLoraLinear(nn.Module):
+    """A frozen `nn.Linear` plus k frozen LoRA adapters whose outputs are mixed by `weights.value`."""
+
+    def __init__(self, base: nn.Linear, loras: list[LoraModule | None], weights: FusionWeights):
+        super().__init__()
+        self.base = base
+        self.weights = weights
+        self.num_adapters = len(loras)
+        present = [(index, lora) for index, lora in enumerate(loras) if lora is not None]
+        device, dtype = base.weight.device, base.weight.dtype
+        stacked_A = torch.cat([lora.A for _, lora in present]) if present else base.weight.new_zeros(0, base.in_features)
+        stacked_B = (
+            torch.cat([lora.B for _, lora in present], dim=1) if present else base.weight.new_zeros(base.out_features, 0)
+        )
+        owner = [index for index, lora in present for _ in range(lora.rank)]
+        scale = [lora.scaling for _, lora in present for _ in range(lora.rank)]
+        self.register_buffer("stacked_A", stacked_A.to(device, dtype))
+        self.register_buffer("stacked_B", stacked_B.to(device, dtype))
+        self.register_buffer("rank_owner", torch.tensor(owner, dtype=torch.long, device=device))
+        self.register_buffer("rank_scale", torch.tensor(scale, dtype=dtype, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.base(x)
+        weights = self.weights.value
+        if weights is None or self.rank_owner.numel() == 0:
+            return output
+        rank_weights = weights.to(x.device, x.dtype).index_select(-1, self.rank_owner) * self.rank_scale
+        return output + F.linear(F.linear(x, self.stacked_A) * rank_weights, self.stacked_B)
+
+
+def layer_index(module_name: str) -> int:
+    """The decoder-layer number in a module path such as `model.layers.3.self_attn.q_proj`."""
+    match = LAYER_INDEX_PATTERN.search(module_name)
+    if match is None:
+        raise AdapterError(f"module '{module_name}' is not inside a numbered decoder layer; cannot attach a fused LoRA")
+    return int(match.group(1))
+
+
+def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of decoder blocks (the longest ModuleList named layers/h/blocks)."""
+    candidates = [
+        module
+        for name, module in model.named_modules()
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks")
+    ]
+    if not candidates:
+        raise ValueError(f"{type(model).__name__}: no decoder layer list (layers/h/blocks) found")
+    return max(candidates, key=len)
+
+
+def attach_adapters(model: nn.Module, adapters: list[LoraAdapter]) -> list[FusionWeights]:
+    """Replace every adapted Linear in `model` with a MultiLoraLinear; return one FusionWeights per decoder layer.
+
+    The model is changed in place and its own parameters are frozen; adapter i's weight in layer l is
+    `slots[l].value[..., i]`.
+    """
+    model.requires_grad_(False)
+    slots = [FusionWeights() for _ in range(len(find_decoder_layers(model)))]
+    module_names = sorted({name for adapter in adapters for name in adapter.modules})
+    for module_name in module_names:
+        parent_name, _, attribute = module_name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        base = getattr(parent, attribute)
+        loras = [adapter.modules.get(module_name) for adapter in adapters]
+        setattr(parent, attribute, MultiLoraLinear(base, loras, slots[layer_index(module_name)]))
+    return slots
+
+
+def set_static_weights(slots: list[FusionWeights], weights: list[float] | torch.Tensor) -> None:
+    """Give every layer the same task-level adapter weights."""
+    value = torch.as_tensor(weights, dtype=torch.float32)
+    for slot in slots:
+        slot.value = value

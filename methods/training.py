@@ -1,0 +1,171 @@
+"""Gradient training shared by every method that learns something (gates, routers, LoRAs, fusion weights).
+
+Examples become `prompt + target + eos` token sequences whose loss counts only the target tokens (the answer), as in
+LoRA-Flow's and HydraLoRA's supervised fine-tuning. The loop keeps the parameters with the lowest dev loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from tasks.examples import Example
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the best parameters seen so far have been restored."""
+
+
+@dataclass
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def encode_example(tokenizer, example: Example, max_length: int) -> EncodedExample:
+    """Token ids of prompt + target + eos, with labels masked (-100) on the prompt."""
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=True)["input_ids"] if example.prompt else []
+    if not prompt_ids and tokenizer.bos_token_id is not None:
+        prompt_ids = [tokenizer.bos_token_id]
+    target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = (prompt_ids + target_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + target_ids)[:max_length]
+    return EncodedExample(input_ids=input_ids, labels=labels)
+
+
+def collate(encoded: list[EncodedExample], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding is masked out of attention and loss."""
+    length = max(len(item.input_ids) for item in encoded)
+    input_ids = torch.full((len(encoded), length), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(encoded), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(encoded), length), dtype=torch.long)
+    for row, item in enumerate(encoded):
+        input_ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
+        labels[row, : len(item.labels)] = torch.tensor(item.labels)
+        attention_mask[row, : len(item.input_ids)] = 1
+    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask.to(device)}
+
+
+def batches(encoded: list[EncodedExample], batch_size: int, pad_token_id: int, device: torch.device):
+    """Consecutive batches of already-ordered examples."""
+    for start in range(0, len(encoded), batch_size):
+        yield collate(encoded[start : start + batch_size], pad_token_id, device)
+
+
+def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over target tokens, and how many target tokens there were."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shifted_logits = logits[:, :-1].float()
+    shifted_labels = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(
+        shifted_logits.reshape(-1, shifted_logits.shape[-1]), shifted_labels.reshape(-1), ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss, int((shifted_labels != IGNORE_INDEX).sum())
+
+
+@torch.no_grad()
+def mean_target_loss(model, tokenizer, examples: list[Example], batch_size: int = 16, max_length: int = 512) -> float:
+    """Per-token cross-entropy on the targets of `examples` (the dev-selection criterion)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = [encode_example(tokenizer, example, max_length) for example in examples]
+    total, count = 0.0, 0
+    for batch in batches(encoded, batch_size, tokenizer.pad_token_id, device):
+        loss, tokens = summed_target_loss(model, batch)
+        total, count = total + float(loss), count + tokens
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+@dataclass
+class TrainingConfig:
+    """Optimiser settings; each method fills in its paper's defaults."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 4
+    epochs: float = 1.0
+    warmup_ratio: float = 0.0
+    schedule: str = "constant"  # "constant" | "linear" | "cosine"
+    weight_decay: float = 0.0
+    max_length: int = 512
+    evaluations: int = 4  # dev-loss checks over the run; the best one is kept
+
+
+def _learning_rate_factor(step: int, total: int, config: TrainingConfig) -> float:
+    warmup = int(config.warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    if config.schedule == "linear":
+        return 1.0 - progress
+    if config.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def train_parameters(
+    model: torch.nn.Module,
+    tokenizer,
+    parameters: list[torch.nn.Parameter],
+    train: list[Example],
+    dev: list[Example],
+    config: TrainingConfig,
+    seed: int,
+    description: str = "training",
+) -> list[dict]:
+    """Train only `parameters` on `train` with AdamW; restore the state with the lowest dev loss; return the history.
+
+    Raises TrainingDiverged (after restoring the best state) when the loss stops being finite.
+    """
+    if not train:
+        raise ValueError(f"{description}: no training examples")
+    generator = torch.Generator().manual_seed(seed)
+    device = parameters[0].device
+    encoded = [encode_example(tokenizer, example, config.max_length) for example in train]
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = max(1, round(config.epochs * steps_per_epoch))
+    check_every = max(1, total_steps // max(config.evaluations, 1))
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, total_steps, config))
+    best_loss, best_state = math.inf, [p.detach().clone() for p in parameters]
+    history: list[dict] = []
+    order: list[int] = []
+    model.train()
+    for step in tqdm(range(total_steps), desc=description, leave=False):
+        if not order:
+            order = torch.randperm(len(encoded), generator=generator).tolist()
+        batch_items = [encoded[order.pop()] for _ in range(min(config.batch_size, len(order)))]
+        loss_sum, tokens = summed_target_loss(model, collate(batch_items, tokenizer.pad_token_id, device))
+        loss = loss_sum / max(tokens, 1)
+        if not torch.isfinite(loss):
+            _restore(parameters, best_state)
+            raise TrainingDiverged(f"{description}: loss is {float(loss)} at step {step}; best parameters restored")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % check_every == 0 or step + 1 == total_steps:
+            dev_loss = mean_target_loss(model, tokenizer, dev, max_length=config.max_length) if dev else float(loss)
+            model.train()
+            history.append({"step": step + 1, "train_loss": float(loss), "dev_loss": dev_loss})
+            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, float(loss), dev_loss)
+            if dev_loss < best_loss:
+                best_loss, best_state = dev_loss, [p.detach().clone() for p in parameters]
+    _restore(parameters, best_state)
+    model.eval()
+    return history
+
+
+def _restore(parameters: list[torch.nn.Parameter], state: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        for parameter, saved in zip(parameters, state):
+            parameter.copy_(saved)

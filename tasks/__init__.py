@@ -1,0 +1,1 @@
+"""What to solve: task data, prompts and scorers."""

@@ -1,0 +1,64 @@
+"""The unit of data every task, scorer and method shares: one prompt with its reference completion."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Example:
+    """One item of a task cell.
+
+    `prompt` is exactly what the model is given; `target` is the reference completion a trainer appends to it
+    (a worked solution for math, a function body for code). `answer` is the final number (math); `test` is code that
+    checks a completion (code: a `check(candidate)` function, or MBPP-style assert lines) and `entry_point` the name
+    of the function under test.
+    """
+
+    id: str
+    prompt: str
+    target: str
+    answer: str = ""
+    test: str = ""
+    entry_point: str = ""
+
+
+EXAMPLE_FIELDS = tuple(field.name for field in dataclasses.fields(Example))
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Read a JSONL file of examples, naming the file, line and field at fault on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: task data file not found")
+    examples = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        for field in ("id", "prompt", "target"):
+            if not isinstance(record.get(field), str):
+                raise ValueError(f"{path}:{line_number}: field '{field}' is missing or not a string")
+        unknown = set(record) - set(EXAMPLE_FIELDS)
+        if unknown:
+            raise ValueError(f"{path}:{line_number}: unknown field(s) {sorted(unknown)}")
+        examples.append(Example(**record))
+    ids = [example.id for example in examples]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{path}: duplicate example id(s) {duplicates[:5]}")
+    return examples
+
+
+def write_examples(path: Path, examples: list[Example]) -> None:
+    """Write examples as JSONL (one object per line, stable key order)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(dataclasses.asdict(example), ensure_ascii=False) for example in examples]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")

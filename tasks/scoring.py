@@ -1,0 +1,92 @@
+"""Scorers: the final number of a math answer (MGSM) and execution of a code completion against its tests."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from decimal import Decimal
+
+from tasks.examples import Example
+from tasks.sandbox import run_untrusted
+
+# Full-width forms and the Unicode minus; digits of every script are mapped separately in `ascii_digits`.
+NUMBER_PUNCTUATION = str.maketrans({"，": ",", "．": ".", "－": "-", "−": "-", "＋": "+", "＄": "$"})
+# A sign counts unless glued to a Latin word or a number ("pages 3-5" ends in 5, not -5); a currency sign
+# may sit between sign and digits; thousands go in groups of three after a comma or a (narrow/thin) no-break space;
+# a decimal comma is taken only before one or two digits ("3,5" as in MGSM de/fr/es/ru).
+NUMBER = re.compile(
+    r"(?P<sign>(?<![0-9A-Za-z.])-)?[$€£¥₹]?"
+    r"(?P<whole>\d{1,3}(?:[,\u00a0\u202f\u2009]\d{3})+(?!\d)|\d+)"
+    r"(?:\.(?P<fraction>\d+)|,(?P<decimal_comma>\d{1,2})(?!\d))?"
+)
+
+
+def ascii_digits(text: str) -> str:
+    """Map decimal digits of any script (full-width, Bengali, Thai, ...) and full-width punctuation to ASCII."""
+    digits = "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char for char in text)
+    return digits.translate(NUMBER_PUNCTUATION)
+
+
+def canonical_number(sign: str, whole: str, fraction: str) -> str:
+    """Write a number without separators, trailing zeros or a decimal point when it is whole ("4.0" -> "4")."""
+    value = Decimal(f"{sign}{re.sub(r'[^0-9]', '', whole)}.{fraction or '0'}")
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def extract_final_number(text: str) -> str | None:
+    """The last number in `text` in canonical form (as lm-eval's MGSM flexible-extract takes the last match)."""
+    matches = list(NUMBER.finditer(ascii_digits(text)))
+    if not matches:
+        return None
+    last = matches[-1]
+    return canonical_number(last["sign"] or "", last["whole"], last["fraction"] or last["decimal_comma"] or "")
+
+
+def score_math_answer(generation: str, answer: str) -> bool:
+    """Whether the last number of `generation` equals the reference `answer` numerically ("18.0" == "18")."""
+    expected = extract_final_number(answer)
+    if expected is None:
+        raise ValueError(f"reference answer {answer!r} holds no number")
+    predicted = extract_final_number(generation)
+    return predicted is not None and Decimal(predicted) == Decimal(expected)
+
+
+def truncate_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """Cut `text` at the earliest occurrence of any (non-empty) stop sequence."""
+    cuts = [text.find(sequence) for sequence in stop if sequence and sequence in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def repeats_function(completion: str, entry_point: str) -> bool:
+    """Whether the completion (after blank and import lines) starts with its own top-level `def entry_point(`."""
+    for line in completion.lstrip().splitlines():
+        if not line.strip() or line.startswith(("import ", "from ")):
+            continue
+        return bool(entry_point) and re.match(rf"def\s+{re.escape(entry_point)}\s*\(", line) is not None
+    return False
+
+
+def prompt_imports(prompt: str) -> str:
+    """The top-level import lines of a prompt, for completions that restate the function without them."""
+    return "".join(line for line in prompt.splitlines(keepends=True) if line.startswith(("import ", "from ")))
+
+
+def build_code_program(example: Example, completion: str) -> str:
+    """The program that tests one completion: the solution, then the example's tests (and `check(...)` if defined)."""
+    if repeats_function(completion, example.entry_point):
+        solution = prompt_imports(example.prompt) + completion
+    else:
+        solution = example.prompt + completion
+    tests = example.test
+    if re.search(r"^def check\s*\(", tests, flags=re.MULTILINE):  # HumanEval style; MBPP asserts run as they are
+        if not example.entry_point:
+            raise ValueError(f"example {example.id!r}: a check(candidate) test needs an entry_point")
+        tests += f"\n\ncheck({example.entry_point})\n"
+    return f"{solution}\n\n{tests}\n"
+
+
+def score_code_completion(example: Example, completion: str, timeout_s: float = 10.0) -> bool:
+    """Whether `completion` passes the example's tests when run in the sandbox."""
+    return run_untrusted(build_code_program(example, completion), timeout_s=timeout_s).passed

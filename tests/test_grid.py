@@ -1,0 +1,96 @@
+"""End to end on a tiny random suite: grid, cell files, resume, report."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.grid import cell_path
+from bench.report import read_cells, summary_table
+
+STATIC_METHODS = "base,lora,average"
+
+
+def run(tiny_suite, out, *extra):
+    return main(["--suite", str(tiny_suite), "--methods", STATIC_METHODS, "--tasks", "math", "--langs", "zh,es",
+                 "--out", str(out), "--device", "cpu", *extra])  # fmt: skip
+
+
+def test_grid_writes_cells_and_tables(tiny_suite, tmp_path):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out) == 0
+    cells = read_cells(out)
+    assert sorted(cells["method"].unique()) == ["average", "base", "language_lora", "skill_lora"]
+    assert len(cells) == 8 and set(cells["n"]) == {6}
+    record = json.loads(cell_path(out, tiny_suite.name, "average", "math", "zh", 0).read_text())
+    assert record["metric"] == "accuracy" and len(record["generations"]) == 6
+    assert set(record["adapters"]) == {"zh", "math"} and all(len(h) == 64 for h in record["adapters"].values())
+    table = (out / "table.md").read_text()
+    assert "math zh" in table and "skill_lora" in table
+    assert (out / "table.tex").read_text().count("\\\\") >= 5
+    csv = pd.read_csv(out / "results.csv")
+    assert {"method", "suite", "task", "language", "seed", "metric", "score", "n"} <= set(csv.columns)
+
+
+def test_rerun_skips_finished_cells_and_resumes_missing_ones(tiny_suite, tmp_path):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out) == 0
+    finished = cell_path(out, tiny_suite.name, "base", "math", "zh", 0)
+    lost = cell_path(out, tiny_suite.name, "average", "math", "es", 0)
+    mtime = finished.stat().st_mtime_ns
+    lost.unlink()
+    lost.with_name(f".{lost.name}.123.tmp").write_text('{"half": ')  # what a killed writer leaves behind
+    assert run(tiny_suite, out) == 0
+    assert finished.stat().st_mtime_ns == mtime
+    assert json.loads(lost.read_text())["method"] == "average"
+    assert len(read_cells(out)) == 8
+    assert run(tiny_suite, out, "--force") == 0
+    assert finished.stat().st_mtime_ns != mtime
+
+
+def test_changed_options_do_not_silently_reuse_cells(tiny_suite, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out, "--limit", "3") == 0
+    assert run(tiny_suite, out, "--limit", "4") == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_static_average_weights_from_command_line(tiny_suite, tmp_path):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out, "--set", "average.weights=1:0") == 0
+    cells = {name: json.loads(cell_path(out, tiny_suite.name, name, "math", "zh", 0).read_text()) for name in ("average", "language_lora")}
+    assert cells["average"]["config"]["weights"] == [1.0, 0.0]
+    completions = [[g["completion"] for g in cells[name]["generations"]] for name in cells]
+    assert completions[0] == completions[1]
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--methods", "nope"], "unknown method 'nope'"),
+        (["--langs", "xx"], "--langs: unknown name 'xx'"),
+        (["--tasks", "poetry"], "--tasks: unknown name 'poetry'"),
+        (["--suite", "missing_suite"], "--suite: unknown suite"),
+        (["--limit", "0"], "--limit 0"),
+        (["--seeds", "a"], "--seeds a"),
+        (["--set", "average.nope=1"], "unknown option"),
+    ],
+)
+def test_bad_options_fail_at_once_naming_the_option(arguments, message, tmp_path, capsys):
+    base = ["--methods", "average", "--out", str(tmp_path / "r")]
+    assert main(base + arguments) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_report_mean_and_ci_over_seeds():
+    cells = pd.DataFrame(
+        [{"method": m, "suite": "s", "task": "math", "language": "zh", "seed": s, "metric": "accuracy", "score": v, "n": 10}
+         for m, values in {"base": [0, 10], "skill_lora": [20, 20], "oracle": [60, 80]}.items() for s, v in enumerate(values)]
+    )  # fmt: skip
+    summary = summary_table(cells)
+    assert summary.loc["base", "math zh"] == 5 and summary.loc["skill_lora", "math zh ±"] == 0
+    assert summary.loc["base", "math zh ±"] == pytest.approx(12.706 * 7.0710678 / 1.4142136, rel=1e-4)
+    assert summary.loc["oracle", "gap closed"] == 1 and summary.loc["skill_lora", "gap closed"] == 0

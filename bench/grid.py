@@ -107,7 +107,7 @@ def run_grid(spec: GridSpec) -> list[Path]:
     return paths
 
 
-def _make_cell(suite: Suite, task: str, language: str, seed: int) -> Cell:
+def _make_cell(suite: Suite, task: str, language: str, seed: int, shared_directory: Path) -> Cell:
     data = suite.cells[(task, language)]
     return Cell(
         model=copy.deepcopy(suite.model),
@@ -120,7 +120,9 @@ def _make_cell(suite: Suite, task: str, language: str, seed: int) -> Cell:
         language=language,
         zoo=list(suite.adapters.values()),
         composite_train=data.composite_train,
+        zoo_training_data=suite.zoo_training_data,
         base_model_id=suite.base_model_id,
+        shared_directory=shared_directory,
     )
 
 
@@ -150,8 +152,9 @@ def run_cell(suite: Suite, method_class: type, config, task: str, language: str,
     """Fit (or load), generate on the test split, score; return the cell's record."""
     torch.manual_seed(seed)
     task_spec = TASKS[task]
-    method = method_class(_make_cell(suite, task, language, seed), config)
-    state_directory = spec.out / "state" / suite.name / method_class.name / cell_name(task, language, seed)
+    method_state = spec.out / "state" / suite.name / method_class.name
+    method = method_class(_make_cell(suite, task, language, seed, method_state / "shared"), config)
+    state_directory = method_state / cell_name(task, language, seed)
     fit_info = _fit_or_load(method, state_directory, spec.force)
     test = suite.cells[(task, language)].test[: spec.limit]
     started = time.perf_counter()

@@ -36,7 +36,9 @@ class Cell:
     language: str = ""
     zoo: list[LoraAdapter] = field(default_factory=list)  # every adapter of the zoo (for methods that search it)
     composite_train: list[Example] = field(default_factory=list)  # plentiful composite data, where a suite has it
+    zoo_training_data: list[Example] = field(default_factory=list)  # what the zoo's adapters were trained on, if known
     base_model_id: str = ""
+    shared_directory: Path | None = None  # for what a method learns once and reuses in every cell (saved atomically)
 
 
 class CompositionMethod(Protocol):

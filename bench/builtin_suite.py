@@ -1,1 +1,179 @@
-"""The built-in suite (generated tasks, a small base model and zoo built on CPU): registered as `builtin`."""
+"""The built-in suite: generated multilingual math and code cells, a small Llama trained from scratch, and its zoo.
+
+Everything is built on CPU in minutes and cached under `<cache>/builtin-<hash>/`, keyed by a hash of the settings and
+the generator version; a cache entry appears only once complete (built in a scratch folder, then renamed).
+Design (MISSION.md, "A note on the built-in suite's design"): the base model sees mostly English general text, a
+little zh/ru/es text and parallel sentence pairs, so the four languages share representations; language adapters
+see much more text of their language, skill adapters English math solutions and English-docstring code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.models import load_model
+from bench.storage import atomic_directory
+from bench.suites import CellData, Suite, SuiteOptions, register_suite
+from bench.tokenizer_training import train_tokenizer
+from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo, write_zoo
+from methods.lora_training import LoraSettings, train_lora
+from methods.training import TrainingConfig, train_parameters
+from tasks.builtin import GENERATOR_VERSION
+from tasks.builtin.code_problems import code_examples
+from tasks.builtin.corpora import general_text, parallel_pairs
+from tasks.builtin.math_problems import math_examples
+from tasks.examples import Example
+from tasks.registry import COMPOSITE_LANGUAGES
+
+log = logging.getLogger(__name__)
+SKILL_DATA = {"math": math_examples, "code": code_examples}
+
+
+@dataclass(frozen=True)
+class BuiltinSettings:
+    """Every knob of the built-in suite; changing any of them builds a new cache entry."""
+
+    seed: int = 0
+    vocab_size: int = 1536
+    hidden_size: int = 128
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 352
+    english_texts: int = 6000  # base pretraining: mostly English general text ...
+    other_language_texts: int = 600  # ... a small share of each of zh/ru/es ...
+    parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align
+    pretraining: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=2, warmup_ratio=0.05,
+                                               schedule="cosine", evaluations=0, max_length=128)
+    )  # fmt: skip
+    adapter: LoraSettings = field(default_factory=LoraSettings)
+    language_texts: int = 3000  # each language adapter's general text
+    skill_examples: int = 2000  # each skill adapter's English examples
+    adapter_training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(learning_rate=2e-3, batch_size=16, epochs=1, warmup_ratio=0.05,
+                                               schedule="cosine", evaluations=0, max_length=192)
+    )  # fmt: skip
+    cell_sizes: dict = field(default_factory=lambda: {"train": 200, "dev": 50, "test_math": 200, "test_code": 100})
+    oracle_examples: int = 2000  # composite-task examples per cell for the oracle (an upper bound)
+    max_new_tokens: dict = field(default_factory=lambda: {"math": 48, "code": 64})
+
+    def key(self) -> str:
+        text = json.dumps({"settings": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def as_text_examples(texts: list[str], prefix: str) -> list[Example]:
+    """Plain text as examples whose whole text is the target (language-model pretraining)."""
+    return [Example(id=f"{prefix}-{index}", prompt="", target=text) for index, text in enumerate(texts)]
+
+
+def pretraining_texts(settings: BuiltinSettings) -> list[str]:
+    texts = list(general_text("en", settings.english_texts, settings.seed))
+    for language in COMPOSITE_LANGUAGES:
+        texts += general_text(language, settings.other_language_texts, settings.seed + 1)
+        texts += [f"{english}\n{other}" for english, other in parallel_pairs(language, settings.parallel_pairs, settings.seed)]
+    return texts
+
+
+def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]:
+    """The zoo: a language adapter per zh/ru/es (general text) and a skill adapter per math/code (English)."""
+    datasets = {}
+    for language in COMPOSITE_LANGUAGES:
+        entry = ZooEntry(name=f"language_{language}", path=f"language_{language}", role="language", language=language)
+        texts = general_text(language, settings.language_texts, settings.seed + 2)
+        datasets[entry] = as_text_examples(texts, entry.name)
+    for skill, make in SKILL_DATA.items():
+        entry = ZooEntry(name=f"skill_{skill}", path=f"skill_{skill}", role="skill", skill=skill)
+        datasets[entry] = make("en", "adapter", settings.skill_examples, settings.seed)
+    return datasets
+
+
+def pretrain_base_model(settings: BuiltinSettings, texts: list[str]):
+    """Train the tokenizer and a small Llama from scratch on general text; return (model, tokenizer)."""
+    tokenizer = train_tokenizer(texts, settings.vocab_size)
+    torch.manual_seed(settings.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=settings.hidden_size, intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.layers, num_attention_heads=settings.heads, num_key_value_heads=settings.heads,
+        max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    examples = as_text_examples(texts, "pretrain")
+    train_parameters(model, tokenizer, list(model.parameters()), examples, [], settings.pretraining, settings.seed,
+                     description="pretrain base")  # fmt: skip
+    return model.eval(), tokenizer
+
+
+def build_cache_entry(settings: BuiltinSettings, directory: Path) -> None:
+    """Build base model, tokenizer and zoo into `directory` (a scratch folder the caller renames when done)."""
+    started = time.perf_counter()
+    model, tokenizer = pretrain_base_model(settings, pretraining_texts(settings))
+    model.save_pretrained(directory / "base")
+    tokenizer.save_pretrained(directory / "base")
+    timings = {"pretrain": time.perf_counter() - started}
+    base_id = f"lora-compose-bench/builtin-{settings.key()}"
+    entries = []
+    for entry, examples in adapter_datasets(settings).items():
+        started = time.perf_counter()
+        base_copy = LlamaForCausalLM.from_pretrained(directory / "base")
+        peft_model = train_lora(base_copy, tokenizer, examples, [], settings.adapter, settings.adapter_training,
+                                settings.seed, base_id, description=f"adapter {entry.name}")  # fmt: skip
+        peft_model.save_pretrained(str(directory / "zoo" / entry.path))
+        entries.append(entry)
+        timings[entry.name] = time.perf_counter() - started
+    write_zoo(directory / "zoo", base_id, entries)
+    (directory / "build.json").write_text(json.dumps({"base_model_id": base_id, "seconds": timings}, indent=1))
+
+
+def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
+    """The finished cache entry for `settings`, building it first when absent."""
+    directory = Path(cache_dir) / f"builtin-{settings.key()}"
+    if not (directory / "build.json").is_file():
+        log.warning("building the built-in suite into %s (minutes on CPU; cached afterwards)", directory)
+        with atomic_directory(directory) as scratch:
+            build_cache_entry(settings, scratch)
+    return directory
+
+
+def cell_data(settings: BuiltinSettings, skill: str, language: str) -> CellData:
+    make, sizes = SKILL_DATA[skill], settings.cell_sizes
+    return CellData(
+        train=make(language, "train", sizes["train"], settings.seed),
+        dev=make(language, "dev", sizes["dev"], settings.seed),
+        test=make(language, "test", sizes[f"test_{skill}"], settings.seed),
+        composite_train=make(language, "adapter", settings.oracle_examples, settings.seed + 3),
+    )
+
+
+def load_builtin_suite(options: SuiteOptions, settings: BuiltinSettings | None = None) -> Suite:
+    settings = settings or BuiltinSettings()
+    directory = ensure_cache_entry(settings, options.cache_dir)
+    base_id = json.loads((directory / "build.json").read_text())["base_model_id"]
+    model, tokenizer = load_model(directory / "base", device=options.device, dtype=options.dtype)
+    zoo = read_zoo(directory / "zoo")
+    zoo_data = [example for examples in adapter_datasets(settings).values() for example in examples]
+    return Suite(
+        name="builtin",
+        base_model_id=base_id,
+        model=model,
+        tokenizer=tokenizer,
+        zoo=zoo,
+        adapters=load_zoo_adapters(zoo, model, base_id),
+        cells={(skill, language): cell_data(settings, skill, language) for skill in SKILL_DATA for language in COMPOSITE_LANGUAGES},
+        max_new_tokens=dict(settings.max_new_tokens),
+        generation_batch_size=32,
+        zoo_training_data=zoo_data,
+    )
+
+
+register_suite("builtin")(load_builtin_suite)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
 from pathlib import Path
 
+import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 from bench.grid import GridSpec, run_grid
 from bench.report import write_report
 from bench.suites import SUITES, SuiteOptions
@@ -81,6 +83,17 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
     )
 
 
+def timing_breakdown(cell_paths: list[Path]) -> str:
+    """Seconds spent building the suite, fitting, generating and scoring, summed over the cells computed now."""
+    totals = {"build": 0.0, "fit": 0.0, "generate": 0.0, "score": 0.0}
+    for path in cell_paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        totals["build"] = max(totals["build"], record.get("suite_build_seconds", 0.0))
+        for step in ("fit", "generate", "score"):
+            totals[step] += record["timings"][step]
+    return ", ".join(f"{step} {seconds:.1f} s" for step, seconds in totals.items())
+
+
 def print_listing() -> None:
     print("methods:", ", ".join(sorted(load_all_methods())), "(group: lora = language_lora,skill_lora)")
     print("suites: ", ", ".join(sorted(SUITES)), "(or a path to a suite.json)")
@@ -91,16 +104,14 @@ def print_listing() -> None:
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
-
     if arguments.list:
         print_listing()
         return 0
     try:
         if not arguments.report_only:
             started = time.perf_counter()
-            run_grid(spec_from_arguments(arguments))
-            print(f"grid finished in {time.perf_counter() - started:.1f} s")
+            paths = run_grid(spec_from_arguments(arguments))
+            print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(paths)})")
         paths = write_report(arguments.out)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -81,7 +81,7 @@ def _check_existing(path: Path, settings: str) -> bool:
 
 
 def run_grid(spec: GridSpec) -> list[Path]:
-    """Run every unfinished cell of the grid; return the paths of all its cell files."""
+    """Run every unfinished cell of the grid; return the paths of the cell files computed by this run."""
     methods = load_all_methods()
     configs = {name: make_config(methods[name], spec.method_options.get(name, {})) for name in spec.methods}
     keys = list(itertools.product(spec.methods, spec.tasks, spec.languages, spec.seeds))
@@ -90,12 +90,11 @@ def run_grid(spec: GridSpec) -> list[Path]:
         started = time.perf_counter()
         suite: Suite | None = None
         build_seconds = 0.0
-        paths = []
+        computed = []
         for method_name, task, language, seed in tqdm(keys, desc="grid"):
             config = configs[method_name]
             settings = _settings_key(_config_record(config), spec.limit)
             path = cell_path(spec.out, suite_name, method_name, task, language, seed)
-            paths.append(path)
             if not spec.force and _check_existing(path, settings):
                 continue
             if suite is None:
@@ -104,10 +103,14 @@ def run_grid(spec: GridSpec) -> list[Path]:
             record = run_cell(suite, methods[method_name], config, task, language, seed, spec)
             record.update(settings=settings, suite_build_seconds=round(build_seconds, 3))
             write_json_atomic(path, record)
-    return paths
+            computed.append(path)
+    return computed
 
 
 def _make_cell(suite: Suite, task: str, language: str, seed: int, shared_directory: Path) -> Cell:
+    if (task, language) not in suite.cells:
+        available = ", ".join(f"{t}/{l}" for t, l in sorted(suite.cells))
+        raise ValueError(f"--tasks/--langs: suite '{suite.name}' has no cell {task}/{language}; it has {available}")
     data = suite.cells[(task, language)]
     return Cell(
         model=copy.deepcopy(suite.model),
@@ -153,7 +156,9 @@ def run_cell(suite: Suite, method_class: type, config, task: str, language: str,
     torch.manual_seed(seed)
     task_spec = TASKS[task]
     method_state = spec.out / "state" / suite.name / method_class.name
-    method = method_class(_make_cell(suite, task, language, seed, method_state / "shared"), config)
+    # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
+    shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
+    method = method_class(_make_cell(suite, task, language, seed, shared_directory), config)
     state_directory = method_state / cell_name(task, language, seed)
     fit_info = _fit_or_load(method, state_directory, spec.force)
     test = suite.cells[(task, language)].test[: spec.limit]

@@ -42,7 +42,12 @@ class Cell:
 
 
 class CompositionMethod(Protocol):
-    """What the runner needs from a method."""
+    """What the runner needs from a method.
+
+    Optional, read when present: `trainable_parameter_count`, `history`, `record_weights(inputs)` /
+    `recorded_weights(example_ids)`, and `shares_state_with` (another method's name whose `cell.shared_directory`
+    this method uses, so both reuse one once-learned state).
+    """
 
     name: ClassVar[str]
     learns: ClassVar[bool]  # False: nothing to fit, save or load

@@ -97,7 +97,7 @@ class TrainingConfig:
     schedule: str = "constant"  # "constant" | "linear" | "cosine"
     weight_decay: float = 0.0
     max_length: int = 512
-    evaluations: int = 4  # dev-loss checks over the run; the best one is kept
+    evaluations: int = 4  # dev-loss checks over the run; the best one is kept (0: keep the final parameters)
 
 
 def _learning_rate_factor(step: int, total: int, config: TrainingConfig) -> float:
@@ -133,7 +133,7 @@ def train_parameters(
     encoded = [encode_example(tokenizer, example, config.max_length) for example in train]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
-    check_every = max(1, total_steps // max(config.evaluations, 1))
+    check_every = max(1, total_steps // config.evaluations) if config.evaluations else total_steps + 1
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, total_steps, config))
     best_loss, best_state = math.inf, [p.detach().clone() for p in parameters]
@@ -160,7 +160,8 @@ def train_parameters(
             log.info("%s step %d: train %.4f dev %.4f", description, step + 1, float(loss), dev_loss)
             if dev_loss < best_loss:
                 best_loss, best_state = dev_loss, [p.detach().clone() for p in parameters]
-    _restore(parameters, best_state)
+    if config.evaluations:
+        _restore(parameters, best_state)
     model.eval()
     return history
 

@@ -9,6 +9,7 @@ sentence in every language (which is what makes the parallel pairs and the trans
 - `MATH_CLAUSES[clause]`: tuples of templates, the same length in every language;
 - `CODE_PHRASES[family]`: one docstring sentence per code family;
 - `GENERAL_SENTENCES`: plain narrative sentences, the same length in every language.
+- `SENTENCE_SEPARATOR`: what joins the sentences of one text ("" in Chinese, " " elsewhere).
 """
 
 from __future__ import annotations

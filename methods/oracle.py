@@ -1,0 +1,64 @@
+"""`oracle`: a LoRA trained directly on plentiful composite-task data for the cell (the upper bound).
+
+Not a composition method: it shows how much room the composition methods have. It needs a suite that can generate
+composite training data (`cell.composite_train`, e.g. the built-in suite); it uses the skill adapter's rank, alpha
+and target modules, so its capacity matches one adapter of the zoo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from peft import PeftModel
+
+from methods.lora_training import LoraSettings, train_lora
+from methods.registry import Cell, register_method
+from methods.training import TrainingConfig
+
+
+@dataclass
+class OracleConfig:
+    learning_rate: float = 2e-3
+    batch_size: int = 16
+    epochs: float = 2.0
+    max_examples: int = 2000
+
+
+@register_method("oracle")
+class Oracle:
+    learns = True
+    Config = OracleConfig
+
+    def __init__(self, cell: Cell, config: OracleConfig | None = None):
+        self.cell, self.config = cell, config or OracleConfig()
+        self.model = cell.model
+        self.history: list[dict] = []
+        self.trainable_parameter_count = 0
+
+    def _lora_settings(self) -> LoraSettings:
+        skill_config = self.cell.adapters[-1].config
+        return LoraSettings(
+            rank=int(skill_config.get("r", 8)),
+            alpha=int(skill_config.get("lora_alpha", 16)),
+            target_modules=tuple(sorted({name.rsplit(".", 1)[-1] for name in self.cell.adapters[-1].modules})),
+        )
+
+    def fit(self) -> None:
+        examples = self.cell.composite_train[: self.config.max_examples]
+        if not examples:
+            raise ValueError(
+                f"oracle: the suite has no composite training data for {self.cell.task}/{self.cell.language}"
+            )
+        training = TrainingConfig(learning_rate=self.config.learning_rate, batch_size=self.config.batch_size,
+                                  epochs=self.config.epochs, schedule="cosine", warmup_ratio=0.05)  # fmt: skip
+        self.model = train_lora(self.cell.model, self.cell.tokenizer, examples, self.cell.dev, self._lora_settings(),
+                                training, self.cell.seed, self.cell.base_model_id, description="oracle")  # fmt: skip
+        self.history = self.model.training_history
+        self.trainable_parameter_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def save(self, directory: Path) -> None:
+        self.model.save_pretrained(str(directory))
+
+    def load(self, directory: Path) -> None:
+        self.model = PeftModel.from_pretrained(self.cell.model, str(directory)).eval()

@@ -1,0 +1,203 @@
+"""MGSM-style math word problems in en/zh/ru/es with language-neutral worked solutions.
+
+The question names its operations with words of the language (buys more, gives away, boxes with ... in each, shares
+equally, sells for ... each); the numbers are Arabic digits in every language, and the answer is a chain of
+equations, e.g. " 12 + 7 = 19. 19 * 3 = 57. #### 57", so a model that only copies the numbers and guesses the
+operation gets partial credit.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
+from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, surface_rng
+from tasks.examples import Example
+
+OPERATION_SIGNS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+
+# kind -> relative weight; a kind is its chain of operations, applied left to right: ((a op1 b) op2 c)
+KIND_WEIGHTS = {
+    "add": 3, "sub": 3, "mul": 3, "div": 3,
+    "add_add": 1, "add_sub": 1, "sub_add": 1, "sub_sub": 1, "mul_add": 1, "mul_sub": 1,
+    "add_div": 1, "sub_div": 1, "mul_div": 1, "add_mul": 1, "sub_mul": 1,
+}  # fmt: skip
+
+
+def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
+    """Operands for `kind`: mostly 2..99, every intermediate result a positive integer (divisions exact)."""
+    r = rng.randint
+    if kind == "add":
+        return r(2, 99), r(2, 99)
+    if kind == "sub":
+        a = r(10, 99)
+        return a, r(2, a - 1)
+    if kind == "mul":
+        return r(2, 12), r(2, 25)
+    if kind == "div":
+        divisor = r(2, 12)
+        return divisor * r(2, 20), divisor
+    if kind == "add_add":
+        return r(2, 50), r(2, 40), r(2, 40)
+    if kind == "add_sub":
+        a, b = r(2, 60), r(2, 40)
+        return a, b, r(2, a + b - 1)
+    if kind == "sub_add":
+        a = r(10, 99)
+        return a, r(2, a - 1), r(2, 50)
+    if kind == "sub_sub":
+        a = r(20, 99)
+        b = r(2, a // 2)
+        return a, b, r(2, a - b - 1)
+    if kind in ("mul_add", "mul_sub"):
+        a, b = r(2, 9), r(2, 12)
+        return a, b, r(2, 50) if kind == "mul_add" else r(2, a * b - 1)
+    if kind == "add_div":
+        divisor = r(2, 9)
+        total = divisor * r(2, 15)
+        a = r(2, total - 2)
+        return a, total - a, divisor
+    if kind == "sub_div":
+        divisor, b = r(2, 9), r(2, 30)
+        return divisor * r(2, 12) + b, b, divisor
+    if kind == "mul_div":
+        a, b = r(2, 9), r(2, 12)
+        divisors = [d for d in range(2, 10) if a * b % d == 0]
+        return (a, b, rng.choice(divisors)) if divisors else None
+    if kind in ("add_mul", "sub_mul"):
+        a = r(2, 30) if kind == "add_mul" else r(10, 60)
+        b = r(2, 30) if kind == "add_mul" else r(2, a - 2)
+        return a, b, r(2, 9)
+    raise ValueError(f"unknown math problem kind '{kind}'")
+
+
+def _draw_problem(rng: random.Random) -> tuple[str, tuple[str, tuple[int, ...]]] | None:
+    kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+    numbers = _draw_numbers(kind, rng)
+    if numbers is None:
+        return None
+    key = f"math|{kind}|" + ",".join(str(n) for n in numbers)
+    return key, (kind, numbers)
+
+
+def worked_solution(kind: str, numbers: tuple[int, ...]) -> tuple[str, int]:
+    """The language-neutral solution ("12 + 7 = 19. 19 * 3 = 57. #### 57") and the final number."""
+    value, steps = numbers[0], []
+    for operation, operand in zip(kind.split("_"), numbers[1:]):
+        if operation == "add":
+            result = value + operand
+        elif operation == "sub":
+            result = value - operand
+        elif operation == "mul":
+            result = value * operand
+        else:
+            result = value // operand
+        steps.append(f"{value} {OPERATION_SIGNS[operation]} {operand} = {result}.")
+        value = result
+    return " ".join(steps) + f" #### {value}", value
+
+
+def story_clauses(kind: str, numbers: tuple[int, ...], sells: bool) -> list[tuple[str, tuple[int, ...]]]:
+    """The clauses telling the problem, each with the numbers it states.
+
+    A first multiplication is told as boxes with so many in each (or, for a one-step product with `sells`, as
+    selling at a price); a later one always as selling; a division as sharing equally.
+    """
+    operations = kind.split("_")
+    if kind == "mul" and sells:
+        return [("have", (numbers[0],)), ("sell_ask", (numbers[1],))]
+    if operations[0] == "mul":
+        clauses, rest = [("boxes", numbers[:2])], list(zip(operations[1:], numbers[2:]))
+    else:
+        clauses, rest = [("have", numbers[:1])], list(zip(operations, numbers[1:]))
+    step_clause = {"add": "more", "sub": "less", "mul": "sell_ask", "div": "share_ask"}
+    clauses += [(step_clause[operation], (operand,)) for operation, operand in rest]
+    if clauses[-1][0] not in ("sell_ask", "share_ask"):
+        clauses.append(("ask_all" if kind == "mul" else "ask_now", ()))
+    return clauses
+
+
+def _choose_surface(rng: random.Random) -> dict:
+    """Wording choices shared by all languages, so one problem reads the same in each of them."""
+    person = (rng.choice("fm"), rng.randrange(NAME_COUNT))
+    friend = (rng.choice("fm"), rng.randrange(NAME_COUNT))
+    if friend == person:
+        friend = (friend[0], (friend[1] + 1) % NAME_COUNT)
+    return {
+        "person": person,
+        "friend": friend,
+        "object_id": rng.choice(OBJECT_IDS),
+        "container_id": rng.choice(CONTAINER_IDS),
+        "place_id": rng.choice(PLACE_IDS),
+        "variants": [rng.randrange(1000) for _ in range(4)],
+        "sells": rng.random() < 0.5,
+    }
+
+
+def clause_slots(lexicon, clause: str, numbers: tuple[int, ...], object_id: str, container_id: str) -> dict:
+    """The number-bearing words of one clause: {n}, {q} (number with the object noun), {boxes}, {coins}."""
+    if clause == "boxes":
+        containers, count = numbers
+        return {
+            "boxes": lexicon.counted(containers, container_id),
+            "boxes_acc": lexicon.counted(containers, container_id, "acc"),
+            "n": count,
+            "q": lexicon.counted(count, object_id),
+            "q_acc": lexicon.counted(count, object_id, "acc"),
+        }
+    if not numbers:
+        return {}
+    (n,) = numbers
+    return {
+        "n": n,
+        "q": lexicon.counted(n, object_id),
+        "q_acc": lexicon.counted(n, object_id, "acc"),
+        "coins": lexicon.counted(n, "coin"),
+    }
+
+
+def render_question(language: str, clauses: list[tuple[str, tuple[int, ...]]], surface: dict) -> str:
+    """The clauses written out in `language` with the chosen names, objects and template variants."""
+    lexicon = LEXICONS[language]
+    words = lexicon.slots(
+        surface["person"], surface["friend"], surface["object_id"], surface["container_id"], surface["place_id"]
+    )
+    sentences, used = [], set()
+    for position, (clause, numbers) in enumerate(clauses):
+        templates = lexicon.MATH_CLAUSES[clause]
+        variant = surface["variants"][position] % len(templates)
+        if (clause, variant) in used:  # "buys 4 more ... buys 31 more" reads badly: vary the second one
+            variant = (variant + 1) % len(templates)
+        used.add((clause, variant))
+        template = templates[variant]
+        numbered = clause_slots(lexicon, clause, numbers, surface["object_id"], surface["container_id"])
+        sentences.append(template.format(**words, **numbered))
+    return lexicon.SENTENCE_SEPARATOR.join(sentences)
+
+
+@functools.lru_cache(maxsize=64)
+def _pool_problems(pool: str, count: int, seed: int) -> tuple:
+    return tuple(sample_pool_problems("math", pool, count, seed, _draw_problem))
+
+
+def math_examples(language: str, pool: str, count: int, seed: int) -> list[Example]:
+    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter").
+
+    The same (pool, count, seed) gives the same problems in every language, translated.
+    """
+    check_request(language, pool, count)
+    examples = []
+    for key, (kind, numbers) in _pool_problems(pool, count, seed):
+        surface = _choose_surface(surface_rng("math", pool, seed, key))
+        question = render_question(language, story_clauses(kind, numbers, surface["sells"]), surface)
+        solution, answer = worked_solution(kind, numbers)
+        examples.append(
+            Example(
+                id=f"math-{language}-{pool}-{kind}-{key_digest(key)}",
+                prompt=f"Question: {question}\nAnswer:",
+                target=" " + solution,
+                answer=str(answer),
+            )
+        )
+    return examples

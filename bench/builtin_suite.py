@@ -50,16 +50,17 @@ class BuiltinSettings:
     intermediate_size: int = 352
     english_texts: int = 6000  # base pretraining: mostly English general text ...
     other_language_texts: int = 600  # ... a small share of each of zh/ru/es ...
-    parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align
+    parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align ...
+    skill_texts: int = 400  # ... and a little English math and code, so the base knows a little of each skill
     pretraining: TrainingConfig = field(
-        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=2, warmup_ratio=0.05,
+        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=3, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=128)
     )  # fmt: skip
     adapter: LoraSettings = field(default_factory=LoraSettings)
     language_texts: int = 3000  # each language adapter's general text
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
-        default_factory=lambda: TrainingConfig(learning_rate=2e-3, batch_size=16, epochs=1, warmup_ratio=0.05,
+        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=192)
     )  # fmt: skip
     cell_sizes: dict = field(default_factory=lambda: {"train": 200, "dev": 50, "test_math": 200, "test_code": 100})
@@ -81,6 +82,8 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     for language in COMPOSITE_LANGUAGES:
         texts += general_text(language, settings.other_language_texts, settings.seed + 1)
         texts += [f"{english}\n{other}" for english, other in parallel_pairs(language, settings.parallel_pairs, settings.seed)]
+    for make in SKILL_DATA.values():
+        texts += [example.prompt + example.target for example in make("en", "adapter", settings.skill_texts, settings.seed + 4)]
     return texts
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.lora_adapter import AdapterError, LoraAdapter, LoraModule
@@ -27,6 +26,26 @@ class FusionWeights:
 
     def __init__(self, value: torch.Tensor | None = None):
         self.value = value
+        self._memo_source: torch.Tensor | None = None
+        self._memo_version = -1
+        self._memo: dict = {}
+
+    def per_rank(self, owner: torch.Tensor, scale: torch.Tensor, layout: tuple) -> torch.Tensor:
+        """`value[..., owner] * scale`: each stacked rank's adapter weight times that adapter's LoRA scaling.
+
+        The projections of a layer whose adapters have the same ranks and scalings (`layout`) share one result per
+        value, so the gather runs once per layer, not once per projection. A value changed in place is recomputed;
+        so is a trainable leaf (each backward frees what was computed from it).
+        """
+        value = self.value
+        if value.requires_grad and value.is_leaf:
+            return value.to(scale).index_select(-1, owner) * scale
+        if self._memo_source is not value or self._memo_version != value._version:
+            self._memo_source, self._memo_version, self._memo = value, value._version, {}
+        key = (layout, scale.device, scale.dtype)
+        if key not in self._memo:
+            self._memo[key] = value.to(scale).index_select(-1, owner) * scale
+        return self._memo[key]
 
 
 class MultiLoraLinear(nn.Module):
@@ -45,18 +64,29 @@ class MultiLoraLinear(nn.Module):
         )
         owner = [index for index, lora in present for _ in range(lora.rank)]
         scale = [lora.scaling for _, lora in present for _ in range(lora.rank)]
-        self.register_buffer("stacked_A", stacked_A.to(device, dtype))
-        self.register_buffer("stacked_B", stacked_B.to(device, dtype))
+        self.rank_layout = (tuple(owner), tuple(scale))
+        # Stored transposed (d_in x R, R x d_out): CPU GEMMs with a small inner size R run about 2x faster this way.
+        self.register_buffer("stacked_A_t", stacked_A.t().to(device, dtype).contiguous())
+        self.register_buffer("stacked_B_t", stacked_B.t().to(device, dtype).contiguous())
         self.register_buffer("rank_owner", torch.tensor(owner, dtype=torch.long, device=device))
         self.register_buffer("rank_scale", torch.tensor(scale, dtype=dtype, device=device))
 
+    @property
+    def stacked_A(self) -> torch.Tensor:
+        """The adapters' A matrices stacked along the rank axis (R x d_in)."""
+        return self.stacked_A_t.t()
+
+    @property
+    def stacked_B(self) -> torch.Tensor:
+        """The adapters' B matrices stacked along the rank axis (d_out x R)."""
+        return self.stacked_B_t.t()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.base(x)
-        weights = self.weights.value
-        if weights is None or self.rank_owner.numel() == 0:
+        if self.weights.value is None or self.rank_owner.numel() == 0:
             return output
-        rank_weights = weights.to(x.device, x.dtype).index_select(-1, self.rank_owner) * self.rank_scale
-        return output + F.linear(F.linear(x, self.stacked_A) * rank_weights, self.stacked_B)
+        rank_weights = self.weights.per_rank(self.rank_owner, self.rank_scale, self.rank_layout)
+        return output + torch.matmul(torch.matmul(x, self.stacked_A_t) * rank_weights, self.stacked_B_t)
 
 
 def layer_index(module_name: str) -> int:

@@ -142,7 +142,7 @@ def train_parameters(
     model.train()
     for step in tqdm(range(total_steps), desc=description, leave=False):
         if not order:
-            order = torch.randperm(len(encoded), generator=generator).tolist()
+            order = length_grouped_order(encoded, config.batch_size, generator)
         batch_items = [encoded[order.pop()] for _ in range(min(config.batch_size, len(order)))]
         loss_sum, tokens = summed_target_loss(model, collate(batch_items, tokenizer.pad_token_id, device))
         loss = loss_sum / max(tokens, 1)
@@ -164,6 +164,23 @@ def train_parameters(
         _restore(parameters, best_state)
     model.eval()
     return history
+
+
+def length_grouped_order(encoded: list[EncodedExample], batch_size: int, generator: torch.Generator) -> list[int]:
+    """A random order in which neighbouring examples have similar lengths (less padding per batch).
+
+    Shuffle, sort within windows of 32 batches by length, then shuffle the batches: random, yet dense. The list is
+    consumed from its end (`pop`).
+    """
+    shuffled = torch.randperm(len(encoded), generator=generator).tolist()
+    window = 32 * batch_size
+    grouped = []
+    for start in range(0, len(shuffled), window):
+        grouped += sorted(shuffled[start : start + window], key=lambda index: len(encoded[index].input_ids))
+    chunks = [grouped[start : start + batch_size] for start in range(0, len(grouped), batch_size)]
+    chunk_order = torch.randperm(len(chunks), generator=generator).tolist()
+    flat = [index for chunk_index in chunk_order for index in chunks[chunk_index]]
+    return flat[::-1]
 
 
 def _restore(parameters: list[torch.nn.Parameter], state: list[torch.Tensor]) -> None:

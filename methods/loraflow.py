@@ -1,0 +1,220 @@
+"""`loraflow`: LoRA-Flow (Wang et al., ACL 2024, arXiv 2402.11455): dynamic, per-token, per-layer LoRA fusion.
+
+The cell's k frozen adapters (language, then skill) sit on every adapted projection; each decoder layer l has a gate
+`w^l_t = softmax(W^l x^l_t) + b^l` (methods/fusion_gate.py) whose weights mix that layer's adapters for token t:
+`h' = h + sum_i w^l_{t,i} delta_h_i` (methods/multi_lora.py, fused into 2 matmuls). Only W^l and b^l train
+(layers * (k*d + k) parameters), on the cell's few training examples, with the loss on the answer tokens; the gate
+with the lowest dev loss is kept. During generation the weights of every token and layer are recorded for plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from methods.fusion_gate import (
+    ExampleTrace,
+    FusionGate,
+    FusionWeightRecorder,
+    example_trace,
+    install_gates,
+    pack_strings,
+    trace_tensors,
+)
+from methods.multi_lora import attach_adapters, find_decoder_layers
+from methods.registry import Cell, register_method
+from methods.training import TrainingConfig, train_parameters
+
+GATES_FILE = "gates.safetensors"
+GATES_CONFIG_FILE = "gates.json"
+GATES_FORMAT = "lora-compose-bench/loraflow-gates/1"
+
+
+class GateFileError(ValueError):
+    """Saved gates that cannot be loaded onto this cell, with the file and field at fault in the message."""
+
+
+@dataclass
+class LoraFlowConfig:
+    """Defaults from the official code (thunlp/LoRAFlow scripts/train.sh, train/train.py) and its README (seed 000).
+
+    Not reproduced: train.py's Adam betas (0.9, 0.95), eps 1e-5 and gradient clipping at 1.0 (methods/training.py runs
+    AdamW with torch's defaults), and its checkpoint choice by dev accuracy (here: by dev loss).
+    """
+
+    learning_rate: float = 1e-3  # README table: 1e-3 for zh/ru math and zh/es code, 1e-4 for es math and ru code
+    batch_size: int = 4  # README table: total batch 4 in four cells, 16 in es math and ru code
+    epochs: float = 5.0  # scripts/train.sh: epoch=5
+    warmup_ratio: float = 0.2  # train.py --warmup_ratio default
+    schedule: str = "cosine"  # train.py --lr-decay-style default
+    weight_decay: float = 0.1  # train.py --weight_decay default
+    max_length: int = 1024  # train.py allows 4096; the few-shot examples are far shorter
+    evaluations: int = 5  # the official run saves a gate per epoch and picks one on dev: one dev check per epoch
+    temperature: float = 1.0  # blocks.py: softmax(scores / T) with T = 1
+    bias_init: tuple[float, ...] = ()  # empty: (-1/k, ..., -1/k, 1 - 1/k), the official (-0.5, +0.5) for k = 2
+    weight_init_std: float = 0.0  # 0: W = 0 as official (ModelCenter Linear, cps=3 -> zeros_); > 0: N(0, std^2)
+
+    def training(self) -> TrainingConfig:
+        return TrainingConfig(
+            learning_rate=self.learning_rate, batch_size=self.batch_size, epochs=self.epochs,
+            warmup_ratio=self.warmup_ratio, schedule=self.schedule, weight_decay=self.weight_decay,
+            max_length=self.max_length, evaluations=self.evaluations,
+        )  # fmt: skip
+
+
+def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
+    """The text each token adds to the decoded string.
+
+    A byte-level BPE may split one character (CJK, Cyrillic) over several tokens: the tokens before the last one get
+    '' and the whole character goes to the token that completes it.
+    """
+    texts, start = [], 0
+    for end in range(1, len(token_ids) + 1):
+        text = tokenizer.decode(token_ids[start:end], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and end < len(token_ids):
+            texts.append("")
+            continue
+        texts.append(text)
+        start = end
+    return texts
+
+
+@register_method("loraflow")
+class LoraFlow:
+    learns = True
+    Config = LoraFlowConfig
+
+    def __init__(self, cell: Cell, config: LoraFlowConfig | None = None):
+        self.config = config or LoraFlowConfig()
+        self.cell = cell
+        self.model = cell.model
+        self.adapter_names = [adapter.name for adapter in cell.adapters]
+        slots = attach_adapters(cell.model, cell.adapters)
+        self.gates = self._make_gates(len(find_decoder_layers(cell.model)), len(cell.adapters))
+        self.recorder = FusionWeightRecorder(len(self.gates))
+        install_gates(cell.model, slots, self.gates, self.recorder)
+        self.traces: dict[int, ExampleTrace] = {}
+        self.history: list[dict] = []
+
+    def _make_gates(self, num_layers: int, num_adapters: int) -> list[FusionGate]:
+        hidden_size = self.model.get_input_embeddings().embedding_dim
+        bias = None
+        if self.config.bias_init:
+            if len(self.config.bias_init) != num_adapters:
+                count = len(self.config.bias_init)
+                raise ValueError(f"--set loraflow.bias_init: {count} values for {num_adapters} adapters")
+            bias = torch.tensor(self.config.bias_init, dtype=torch.float32)
+        gates = [FusionGate(hidden_size, num_adapters, self.config.temperature, bias) for _ in range(num_layers)]
+        if self.config.weight_init_std > 0:
+            generator = torch.Generator().manual_seed(self.cell.seed)
+            for gate in gates:
+                with torch.no_grad():
+                    gate.weight.copy_(torch.randn(gate.weight.shape, generator=generator) * self.config.weight_init_std)
+        device = next(self.model.parameters()).device
+        return [gate.to(device) for gate in gates]
+
+    def gate_parameters(self) -> list[torch.nn.Parameter]:
+        return [parameter for gate in self.gates for parameter in (gate.weight, gate.bias)]
+
+    @property
+    def trainable_parameter_count(self) -> int:
+        return sum(parameter.numel() for parameter in self.gate_parameters())
+
+    def fit(self) -> None:
+        """Train the gates only (AdamW, loss on the answer tokens); keep the ones with the lowest dev loss."""
+        cell = self.cell
+        self.history = train_parameters(
+            self.model, cell.tokenizer, self.gate_parameters(), cell.train, cell.dev, self.config.training(),
+            seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}",
+        )  # fmt: skip
+
+    def _gates_config(self) -> dict:
+        return {
+            "format": GATES_FORMAT,
+            "base_model": self.cell.base_model_id,
+            "adapters": self.adapter_names,
+            "num_layers": len(self.gates),
+            "hidden_size": self.gates[0].weight.shape[1],
+            "temperature": self.config.temperature,
+            "history": self.history,
+        }
+
+    def save(self, directory: Path) -> None:
+        """`gates.safetensors` (layers.<l>.weight, layers.<l>.bias) and `gates.json` naming adapters and base model."""
+        directory = Path(directory)
+        tensors = {}
+        for index, gate in enumerate(self.gates):
+            tensors[f"layers.{index}.weight"] = gate.weight.detach().float().cpu().contiguous()
+            tensors[f"layers.{index}.bias"] = gate.bias.detach().float().cpu().contiguous()
+        save_file(tensors, str(directory / GATES_FILE))
+        (directory / GATES_CONFIG_FILE).write_text(json.dumps(self._gates_config(), indent=1), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        """Load saved gates; fails naming the field when they were trained on other adapters or another base."""
+        directory = Path(directory)
+        saved = _read_gates_config(directory / GATES_CONFIG_FILE)
+        expected = self._gates_config()
+        for field in ("format", "base_model", "adapters", "num_layers", "hidden_size"):
+            if saved.get(field) != expected[field]:
+                raise GateFileError(
+                    f"{directory / GATES_CONFIG_FILE}: field '{field}' is {saved.get(field)!r} but this cell has "
+                    f"{expected[field]!r}; these gates were trained for other adapters or another base model"
+                )
+        tensors = _read_gates_tensors(directory / GATES_FILE)
+        for index, gate in enumerate(self.gates):
+            for name, parameter in (("weight", gate.weight), ("bias", gate.bias)):
+                _copy_checked(parameter, tensors, f"layers.{index}.{name}", directory / GATES_FILE)
+        self.history = saved.get("history", [])
+
+    @contextlib.contextmanager
+    def record_weights(self, inputs: dict):
+        """Wrap one generate() batch: keep each example's per-token, per-layer weights (runner hook)."""
+        with self.recorder.recording():
+            yield
+        token_ids, weights = self.recorder.recorded()
+        tokenizer = self.cell.tokenizer
+        stop_ids = {token for token in (tokenizer.eos_token_id, tokenizer.pad_token_id) if token is not None}
+        prompt_mask = inputs["attention_mask"].cpu()
+        for row, index in enumerate(inputs["indices"]):
+            self.traces[index] = example_trace(token_ids, weights, prompt_mask, row, stop_ids)
+
+    def recorded_weights(self, example_ids: list[str]) -> dict[str, torch.Tensor]:
+        """Every recorded example's trace as safetensors entries (methods/fusion_gate.py `trace_tensors`), plus the
+        adapter names in gate order under `adapters.utf8` / `adapters.offsets` (runner hook)."""
+        tensors = {f"adapters.{part}": tensor for part, tensor in pack_strings(self.adapter_names).items()}
+        for index, trace in sorted(self.traces.items()):
+            texts = token_texts(self.cell.tokenizer, trace.token_ids.tolist())
+            tensors.update(trace_tensors(example_ids[index], trace, texts))
+        return tensors
+
+
+def _copy_checked(parameter: torch.nn.Parameter, tensors: dict[str, torch.Tensor], key: str, path: Path) -> None:
+    if key not in tensors or tensors[key].shape != parameter.shape:
+        found = tuple(tensors[key].shape) if key in tensors else "missing"
+        raise GateFileError(f"{path}: '{key}' is {found}, need {tuple(parameter.shape)}")
+    with torch.no_grad():
+        parameter.copy_(tensors[key])
+
+
+def _read_gates_config(path: Path) -> dict:
+    if not path.is_file():
+        raise GateFileError(f"{path}: not found (not a saved loraflow gate folder)")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise GateFileError(f"{path}: not valid JSON ({error.msg})") from None
+
+
+def _read_gates_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise GateFileError(f"{path}: not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise GateFileError(f"{path}: not a readable safetensors file ({error})") from None

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
+from bench.figures import draw_all_figures
 from bench.grid import GridSpec, run_grid
 from bench.report import write_report
 from bench.suites import SUITES, SuiteOptions
@@ -113,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             paths = run_grid(spec_from_arguments(arguments))
             print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(paths)})")
         paths = write_report(arguments.out)
+        figures = draw_all_figures(arguments.out)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(paths["markdown"].read_text(encoding="utf-8"))
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    print("wrote " + ", ".join(str(path) for path in paths.values()) + f" and {len(figures)} plots under {arguments.out / 'plots'}")
     return 0

@@ -67,7 +67,7 @@ Regularizer = Callable[[np.ndarray], float]
 class LoraHubConfig:
     """LoraHub's settings; defaults are the reference `lorahub_learning`'s (lorahub/algorithm.py) unless noted."""
 
-    max_inference_step: int = 40  # search budget: candidates scored (reference default; paper Sec. 4: 40 steps)
+    max_inference_step: int = 40  # search budget, in candidates scored (lorahub_learning's max_inference_step)
     # NGOpt (reference) resolves to COBYLA for this parametrisation in nevergrad 0.11-1.0.12, one candidate at a time;
     # "CMA" is the CMA-ES the paper describes (Sec. 3), whose generations are scored in one batched forward each.
     optimizer: str = "NGOpt"
@@ -76,7 +76,8 @@ class LoraHubConfig:
     initial_weight: float = 0.0  # ng.p.Array(init=[0] * k): the search starts from the base model
     l1_strength: float = 0.05  # default_l1_regularization: 0.05 * mean_i |w_i|
     example_count: int = 5  # few-shot examples, drawn (seeded) from the cell's train split; paper Sec. 4: 5 per task
-    batch_size: int | None = None  # None: all examples in one batch (reference); also partitions the loss, see below
+    batch_size: int | None = None  # None: all examples in one batch (reference); it also changes the loss value,
+    # since the reference averages per batch (see reference_loss)
     candidates: str = "cell"  # "cell": the cell's language and skill adapters; "zoo": every adapter of the zoo
     # nevergrad's num_workers (reference: 1). Above 1, NGOpt would pick MetaModel (not the reference's COBYLA, and it
     # fails under numpy 2.x in nevergrad 1.0.12), so it is refused; CMA batches its generations anyway.

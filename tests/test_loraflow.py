@@ -17,6 +17,7 @@ from bench.plot_fusion_weights import plot_fusion_weights, prompt_answer_means
 from methods.fusion_gate import (
     FusionGate,
     default_gate_bias,
+    example_trace,
     gate_weights,
     pack_strings,
     read_trace_tensors,
@@ -264,6 +265,20 @@ def test_loading_onto_other_adapters_or_base_fails(tiny_model, tiny_tokenizer, a
         target.load(tmp_path)
     with pytest.raises(GateFileError, match="not found"):
         target.load(tmp_path / "missing")
+
+
+def test_example_trace_drops_left_padding_and_steps_after_the_stop_token():
+    pad, eos = 0, 9
+    token_ids = torch.tensor([[pad, 5, 6, 7, eos, pad], [4, 5, 6, 7, 8, 8]])  # 3-wide prompts, then 3 fed-back tokens
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    weights = torch.arange(2 * 2 * 6 * 2, dtype=torch.float32).reshape(2, 2, 6, 2)
+    first = example_trace(token_ids, weights, prompt_mask, 0, {pad, eos})
+    assert first.prompt_length == 2 and first.token_ids.tolist() == [5, 6, 7, eos]
+    torch.testing.assert_close(first.weights, weights[:, 0, 1:5])
+    second = example_trace(token_ids, weights, prompt_mask, 1, {pad, eos})
+    assert second.prompt_length == 3 and second.token_ids.tolist() == [4, 5, 6, 7, 8, 8]
+    with pytest.raises(ValueError, match="left-padded"):
+        example_trace(token_ids, weights, torch.tensor([[1, 1, 0], [1, 1, 1]]), 0, {pad, eos})
 
 
 def test_token_texts_rebuild_the_text_with_cjk_and_cyrillic(tiny_tokenizer):

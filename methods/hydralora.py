@@ -258,6 +258,7 @@ class HydraLora:
 
     learns = True
     Config = HydraLoraConfig
+    tunes_routers = False  # True in `hydralora_tuned`: the routers (only) are then tuned on the cell
 
     def __init__(self, cell: Cell, config: HydraLoraConfig | None = None):
         self.cell, self.config = cell, check_config(config or HydraLoraConfig(), cell, self.name)
@@ -267,6 +268,8 @@ class HydraLora:
 
     def fit(self) -> None:
         self.fitted = load_or_train_shared_model(self.cell, self.config)
+        if self.tunes_routers:
+            self.fitted.history = self.fitted.history + tune_routers(self.cell, self.config, self.fitted)
 
     def save(self, directory: Path) -> None:
         save_fit(directory, self.model, self.fitted)
@@ -280,8 +283,10 @@ class HydraLora:
 
     @property
     def trainable_parameter_count(self) -> int:
-        """All HydraLoRA tensors (shared A, B heads, routers), trained once on the zoo's data."""
-        return parameter_count(self.fitted) if self.fitted else 0
+        """The tensors trained for this row: all of them once on the zoo's data, or only the routers on the cell."""
+        if self.fitted is None:
+            return 0
+        return parameter_count(self.fitted, ("router",)) if self.tunes_routers else parameter_count(self.fitted)
 
     def record_weights(self, inputs: dict):
         return self.recorder.recording(self.model, self.fitted.layers, inputs)
@@ -291,40 +296,8 @@ class HydraLora:
 
 
 @register_method("hydralora_tuned")
-class HydraLoraTuned:
+class HydraLoraTuned(HydraLora):
     """The `hydralora` model with its routers (only) tuned on the cell's training examples."""
 
-    learns = True
-    Config = HydraLoraConfig
+    tunes_routers = True
     shares_state_with = "hydralora"  # the grid gives both rows one cell.shared_directory, so one trained model
-
-    def __init__(self, cell: Cell, config: HydraLoraConfig | None = None):
-        self.cell, self.config = cell, check_config(config or HydraLoraConfig(), cell, self.name)
-        self.model = cell.model
-        self.fitted: HydraFit | None = None
-        self.recorder = RouterLoadRecorder(cell.tokenizer.pad_token_id)
-
-    def fit(self) -> None:
-        self.fitted = load_or_train_shared_model(self.cell, self.config)
-        self.fitted.history = self.fitted.history + tune_routers(self.cell, self.config, self.fitted)
-
-    def save(self, directory: Path) -> None:
-        save_fit(directory, self.model, self.fitted)
-
-    def load(self, directory: Path) -> None:
-        self.fitted = load_fit(directory, self.model)
-
-    @property
-    def history(self) -> list[dict]:
-        return self.fitted.history if self.fitted else []
-
-    @property
-    def trainable_parameter_count(self) -> int:
-        """The routers, the only tensors trained on this cell (the shared model's count is `hydralora`'s)."""
-        return parameter_count(self.fitted, ("router",)) if self.fitted else 0
-
-    def record_weights(self, inputs: dict):
-        return self.recorder.recording(self.model, self.fitted.layers, inputs)
-
-    def recorded_weights(self, example_ids: list[str]) -> dict[str, torch.Tensor]:
-        return self.recorder.loads_by_id(example_ids)

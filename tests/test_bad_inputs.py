@@ -1,0 +1,95 @@
+"""A catalogue of bad inputs: each fails at once with one line naming the file, field or option at fault."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from tests.conftest import random_lora, tiny_llama
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def adapter_for_another_base(suite: Path) -> None:
+    edit_json(suite / "zoo/language_zh/adapter_config.json", lambda c: c.update(base_model_name_or_path="other/model"))
+
+
+def adapter_with_wrong_shapes(suite: Path) -> None:
+    shutil.rmtree(suite / "zoo/language_zh")
+    random_lora(tiny_llama(300, hidden=48), suite / "zoo/language_zh", seed=9)
+
+
+def adapter_for_missing_module(suite: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = suite / "zoo/language_zh/adapter_model.safetensors"
+    tensors = {key.replace("q_proj", "qq_proj"): value for key, value in load_file(str(path)).items()}
+    save_file(tensors, str(path))
+
+
+def pickle_only_adapter(suite: Path) -> None:
+    weights = suite / "zoo/language_zh/adapter_model.safetensors"
+    weights.rename(weights.with_name("adapter_model.bin"))
+
+
+def first_line_of(path: Path, text: str) -> None:
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([text] + lines[1:]) + "\n")
+
+
+DATA = "data/math_zh_test.jsonl"
+CASES = {
+    "adapter for another base model": (adapter_for_another_base, [], "was trained for base model 'other/model'"),
+    "rank or shape mismatch": (adapter_with_wrong_shapes, [], "features but the base layer maps"),
+    "module missing in the base": (adapter_for_missing_module, [], "does not exist in the base model"),
+    "missing adapter_config.json": (lambda s: (s / "zoo/language_zh/adapter_config.json").unlink(), [], "adapter_config.json not found"),
+    "corrupt safetensors": (lambda s: (s / "zoo/language_zh/adapter_model.safetensors").write_bytes(b"\x00garbage"), [], "not a readable safetensors file"),
+    "pickle-only .bin adapter": (pickle_only_adapter, [], "pickle files are refused"),
+    "missing zoo manifest": (lambda s: (s / "zoo/zoo.json").unlink(), [], "zoo manifest not found"),
+    "malformed zoo manifest": (lambda s: (s / "zoo/zoo.json").write_text("{"), [], "zoo.json: not valid JSON"),
+    "bad adapter role": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z["adapters"][0].update(role="style")), [], "field 'role' is 'style'"),
+    "zoo for another base model": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z.update(base_model="x")), [], "zoo is for base model 'x'"),
+    "malformed data line": (lambda s: first_line_of(s / DATA, "{not json"), [], "math_zh_test.jsonl:1: not valid JSON"),
+    "missing data field": (lambda s: first_line_of(s / DATA, '{"id": "a", "target": "1"}'), [], "field 'prompt' is missing"),
+    "duplicate example ids": (lambda s: first_line_of(s / DATA, (s / DATA).read_text().splitlines()[1]), [], "duplicate example id"),
+    "empty test file": (lambda s: (s / DATA).write_text(""), [], "no examples (math/zh test split)"),
+    "missing data file": (lambda s: (s / DATA).unlink(), [], "task data file not found"),
+    "suite.json without zoo": (lambda s: edit_json(s / "suite.json", lambda j: j.pop("zoo")), [], "field 'zoo' is missing"),
+    "suite.json with unknown task": (lambda s: edit_json(s / "suite.json", lambda j: j["tasks"].update(poetry={})), [], "tasks.poetry: unknown task"),
+    "cell the suite lacks": (lambda s: None, ["--langs", "ru"], "has no cell math/ru"),
+    "--out is a file": (lambda s: (s / "out_file").write_text("x"), ["--out", "{suite}/out_file"], "exists and is not a folder"),
+    "--set without a value": (lambda s: None, ["--set", "average.weights"], "expected METHOD.OPTION=VALUE"),
+    "--set for a method not run": (lambda s: None, ["--set", "loraflow.epochs=1"], "is not in --methods"),
+    "--set with a wrong type": (lambda s: None, ["--set", "average.weights=a:b"], "not a valid"),
+    "wrong number of average weights": (lambda s: None, ["--set", "average.weights=1:0:0"], "got 3 weights for 2 adapters"),
+}
+
+
+@pytest.fixture()
+def suite_copy(tiny_suite, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_suite, tmp_path / "suite"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_naming_what_is_wrong(case, suite_copy, tmp_path, capsys):
+    out = tmp_path / "results"
+    arguments = ["--suite", str(suite_copy), "--methods", "average,base", "--tasks", "math", "--langs", "zh",
+                 "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(arguments) == 0
+    finished = {path: path.read_bytes() for path in (out / "cells").rglob("*.json")}
+    capsys.readouterr()
+    corrupt, extra, message = CASES[case]
+    corrupt(suite_copy)
+    extra = [argument.replace("{suite}", str(suite_copy)) for argument in extra]
+    assert main(arguments + ["--force"] + extra) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert {path: path.read_bytes() for path in (out / "cells").rglob("*.json")} == finished  # earlier results kept

@@ -94,3 +94,13 @@ def test_report_mean_and_ci_over_seeds():
     assert summary.loc["base", "math zh"] == 5 and summary.loc["skill_lora", "math zh ±"] == 0
     assert summary.loc["base", "math zh ±"] == pytest.approx(12.706 * 7.0710678 / 1.4142136, rel=1e-4)
     assert summary.loc["oracle", "gap closed"] == 1 and summary.loc["skill_lora", "gap closed"] == 0
+
+
+def test_second_run_into_the_same_folder_is_refused(tiny_suite, tmp_path, capsys):
+    from bench.storage import exclusive_lock
+
+    out = tmp_path / "results"
+    with exclusive_lock(out):
+        assert run(tiny_suite, out) == 2
+    assert "another run is writing into this folder" in capsys.readouterr().err
+    assert run(tiny_suite, out) == 0

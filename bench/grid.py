@@ -151,16 +151,23 @@ def score_all(score, examples, completions) -> list[bool]:
         return list(pool.map(score, examples, completions))
 
 
-def run_cell(suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec) -> dict:
-    """Fit (or load), generate on the test split, score; return the cell's record."""
+def build_cell_method(
+    suite: Suite, method_class: type, config, task: str, language: str, seed: int, out: Path, force: bool
+) -> tuple[object, dict]:
+    """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/`; and its fit info."""
     torch.manual_seed(seed)
-    task_spec = TASKS[task]
-    method_state = spec.out / "state" / suite.name / method_class.name
+    method_state = out / "state" / suite.name / method_class.name
     # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
     shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
     method = method_class(_make_cell(suite, task, language, seed, shared_directory), config)
-    state_directory = method_state / cell_name(task, language, seed)
-    fit_info = _fit_or_load(method, state_directory, spec.force)
+    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force)
+    return method, fit_info
+
+
+def run_cell(suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec) -> dict:
+    """Fit (or load), generate on the test split, score; return the cell's record."""
+    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force)
+    task_spec = TASKS[task]
     test = suite.cells[(task, language)].test[: spec.limit]
     started = time.perf_counter()
     completions = generate_completions(

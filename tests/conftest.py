@@ -92,3 +92,15 @@ def tiny_suite(tmp_path_factory, tiny_tokenizer) -> Path:
              "max_new_tokens": {"math": 6}}  # fmt: skip
     (root / "suite.json").write_text(json.dumps(suite, indent=1))
     return root
+
+
+FIGURES: dict[str, str] = {}  # what the reliability tests measured, printed after the run
+
+
+def record_figure(key: str, text: str) -> None:
+    FIGURES[key] = text
+
+
+def pytest_terminal_summary(terminalreporter):
+    for text in FIGURES.values():
+        terminalreporter.write_line(text)

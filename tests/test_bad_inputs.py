@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from tests.conftest import random_lora, tiny_llama
+from tests.conftest import record_figure, random_lora, tiny_llama
 
 
 def edit_json(path: Path, change) -> None:
@@ -70,6 +70,8 @@ CASES = {
     "--set for a method not run": (lambda s: None, ["--set", "loraflow.epochs=1"], "is not in --methods"),
     "--set with a wrong type": (lambda s: None, ["--set", "average.weights=a:b"], "not a valid"),
     "wrong number of average weights": (lambda s: None, ["--set", "average.weights=1:0:0"], "got 3 weights for 2 adapters"),
+    "LoraHub bounds out of order": (lambda s: None, ["--methods", "lorahub", "--set", "lorahub.lower_bound=2"], "lower_bound"),
+    "NaN loss while training gates": (lambda s: None, ["--methods", "loraflow", "--set", "loraflow.learning_rate=1e30"], "best parameters restored"),
 }
 
 
@@ -89,7 +91,27 @@ def test_bad_input_fails_naming_what_is_wrong(case, suite_copy, tmp_path, capsys
     corrupt, extra, message = CASES[case]
     corrupt(suite_copy)
     extra = [argument.replace("{suite}", str(suite_copy)) for argument in extra]
-    assert main(arguments + ["--force"] + extra) == 2
+    assert main(arguments + ["--force"] + extra) == 2  # a later --methods replaces the first
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
     assert {path: path.read_bytes() for path in (out / "cells").rglob("*.json")} == finished  # earlier results kept
+    record_figure("bad inputs", f"bad inputs: {len(CASES) + 1} file/option cases here (+ 7 option cases in test_grid.py) "
+                  "each gave one error line, exit 2, finished cells untouched")
+
+
+def test_disk_full_while_writing_a_cell_keeps_earlier_results(suite_copy, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "results"
+    arguments = ["--suite", str(suite_copy), "--methods", "base", "--tasks", "math", "--langs", "zh,es", "--out", str(out)]
+    assert main(arguments[:-4] + ["--langs", "zh", "--out", str(out)]) == 0
+    finished = {path: path.read_bytes() for path in (out / "cells").rglob("*.json")}
+    import json as json_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json_module, "dump", full_disk)
+    capsys.readouterr()
+    assert main(arguments) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in (out / "cells").rglob("*.json")} == finished
+    assert not list(out.rglob("*.tmp"))  # the half-written temporary file was removed

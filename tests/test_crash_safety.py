@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import record_figure
+
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
 
@@ -46,5 +48,33 @@ def test_killed_grid_resumes_to_the_uninterrupted_result(tiny_suite, tmp_path):
     expected, resumed = cell_contents(reference), cell_contents(interrupted)
     assert len(expected) == 24
     assert resumed == expected
-    print(f"survived {KILLS} SIGKILLs ({finished_before_resume} of 24 cells done before the final rerun); "
-          f"{len(resumed)} cells identical to an uninterrupted run")
+    record_figure("grid kills", f"crash safety: grid survived {KILLS} SIGKILLs ({finished_before_resume} of 24 cells done "
+                  f"before the final rerun); {len(resumed)} cells identical to an uninterrupted run")
+
+
+BUILD_SCRIPT = """
+import sys, time
+from pathlib import Path
+
+from tests.conftest import record_figure
+from bench.storage import atomic_directory
+with atomic_directory(Path(sys.argv[1])) as scratch:
+    (scratch / "base.bin").write_bytes(b"x" * 1000)
+    print("started", flush=True)
+    time.sleep(float(sys.argv[2]))  # a long build, killed here
+    (scratch / "build.json").write_text("{}")
+"""
+
+
+def test_cache_entry_killed_mid_build_never_appears(tmp_path):
+    target = tmp_path / "cache" / "builtin-abc"
+    command = [sys.executable, "-c", BUILD_SCRIPT, str(target)]
+    for _ in range(KILLS):
+        process = subprocess.Popen(command + ["30"], stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert process.stdout.readline().strip() == b"started"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not target.exists()  # a half-built entry is never visible under its real name
+    subprocess.run(command + ["0"], check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert sorted(path.name for path in target.iterdir()) == ["base.bin", "build.json"]
+    record_figure("cache kills", f"crash safety: a cache entry survived {KILLS} SIGKILLs mid-build, never half-visible")

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", default=Path(".cache/lora_compose_bench"), type=Path, help="built models and zoos")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE", help="a method option")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and fits")
+    parser.add_argument("--allow-pickle", action="store_true", help="load pickle .bin adapters (tensors only)")
     parser.add_argument("--list", action="store_true", help="list methods, suites and tasks, then exit")
     parser.add_argument("--report-only", action="store_true", help="rewrite the tables from existing cells")
     return parser
@@ -80,7 +81,9 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
         limit=arguments.limit,
         force=arguments.force,
         method_options=parse_method_options(arguments.set, methods),
-        suite_options=SuiteOptions(cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype),
+        suite_options=SuiteOptions(
+            cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype, allow_pickle=arguments.allow_pickle
+        ),
     )
 
 

@@ -34,6 +34,7 @@ class SuiteOptions:
     cache_dir: Path = Path(".cache/lora_compose_bench")
     device: str = "auto"
     dtype: str = "float32"
+    allow_pickle: bool = False  # load pickle `.bin` adapters (tensors only, weights_only=True); refused otherwise
 
 
 @dataclass
@@ -144,7 +145,7 @@ def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
         model=model,
         tokenizer=tokenizer,
         zoo=zoo,
-        adapters=load_zoo_adapters(zoo, model, base_model_id),
+        adapters=load_zoo_adapters(zoo, model, base_model_id, options.allow_pickle),
         cells=cells,
         max_new_tokens=spec.get("max_new_tokens", {}),
     )

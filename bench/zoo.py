@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench.storage import file_sha256
-from methods.lora_adapter import WEIGHTS_FILE, AdapterError, LoraAdapter, check_adapter_fits, load_lora_adapter
+from methods.lora_adapter import AdapterError, LoraAdapter, check_adapter_fits, load_lora_adapter, weights_path
 
 MANIFEST_FILE = "zoo.json"
 ROLES = {"language": "language", "skill": "skill"}  # role -> the field that says which one
@@ -95,7 +95,9 @@ def write_zoo(directory: Path, base_model: str, entries: list[ZooEntry]) -> Path
     return manifest
 
 
-def load_zoo_adapters(zoo: Zoo, model: torch.nn.Module, base_model_id: str) -> dict[str, LoraAdapter]:
+def load_zoo_adapters(
+    zoo: Zoo, model: torch.nn.Module, base_model_id: str, allow_pickle: bool = False
+) -> dict[str, LoraAdapter]:
     """Load every adapter of the zoo and check that it fits `model`; fail naming the adapter and module."""
     if zoo.base_model != base_model_id:
         raise AdapterError(
@@ -103,7 +105,7 @@ def load_zoo_adapters(zoo: Zoo, model: torch.nn.Module, base_model_id: str) -> d
         )
     adapters = {}
     for entry in zoo.entries:
-        adapter = load_lora_adapter(zoo.adapter_directory(entry), name=entry.name)
+        adapter = load_lora_adapter(zoo.adapter_directory(entry), name=entry.name, allow_pickle=allow_pickle)
         check_adapter_fits(adapter, model, base_model_id)
         adapters[entry.name] = adapter
     return adapters
@@ -111,4 +113,4 @@ def load_zoo_adapters(zoo: Zoo, model: torch.nn.Module, base_model_id: str) -> d
 
 def adapter_hashes(zoo: Zoo) -> dict[str, str]:
     """sha256 of each adapter's weights file, recorded in every result so numbers can be traced to adapters."""
-    return {entry.name: file_sha256(zoo.adapter_directory(entry) / WEIGHTS_FILE) for entry in zoo.entries}
+    return {entry.name: file_sha256(weights_path(zoo.adapter_directory(entry))) for entry in zoo.entries}

@@ -77,34 +77,46 @@ def _read_config(directory: Path, name: str) -> dict:
     return config
 
 
-def _read_weights(directory: Path, name: str) -> dict[str, torch.Tensor]:
-    weights_path = directory / WEIGHTS_FILE
-    if not weights_path.is_file():
-        if (directory / PICKLE_WEIGHTS_FILE).is_file():
+def weights_path(directory: Path) -> Path:
+    """The adapter's weights file: safetensors, or a pickle `.bin` when that is all there is."""
+    safetensors_path = directory / WEIGHTS_FILE
+    pickle_path = directory / PICKLE_WEIGHTS_FILE
+    return pickle_path if not safetensors_path.is_file() and pickle_path.is_file() else safetensors_path
+
+
+def _read_weights(directory: Path, name: str, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    path = weights_path(directory)
+    if not path.is_file():
+        raise AdapterError(f"adapter '{name}': {path} not found")
+    if path.name == PICKLE_WEIGHTS_FILE:
+        if not allow_pickle:
             raise AdapterError(
-                f"adapter '{name}': only {directory / PICKLE_WEIGHTS_FILE} found; pickle files are refused, "
-                f"convert it to {WEIGHTS_FILE} (safetensors)"
+                f"adapter '{name}': only {path} found; pickle files are refused, convert it to {WEIGHTS_FILE} "
+                "(safetensors) or pass --allow-pickle to load it with torch.load(weights_only=True)"
             )
-        raise AdapterError(f"adapter '{name}': {weights_path} not found")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
+        except Exception as error:  # noqa: BLE001  (torch raises many types for unsafe or broken pickles)
+            raise AdapterError(f"adapter '{name}': {path} is not a plain tensor file ({type(error).__name__})") from None
     try:
-        return load_file(str(weights_path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
-        raise AdapterError(f"adapter '{name}': {weights_path} is not a readable safetensors file ({error})") from None
+        raise AdapterError(f"adapter '{name}': {path} is not a readable safetensors file ({error})") from None
 
 
-def load_lora_adapter(directory: str | Path, name: str | None = None) -> LoraAdapter:
+def load_lora_adapter(directory: str | Path, name: str | None = None, allow_pickle: bool = False) -> LoraAdapter:
     """Load a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)."""
     directory = Path(directory)
     name = name or directory.name
     config = _read_config(directory, name)
     parts: dict[str, dict[str, torch.Tensor]] = {}
-    for key, tensor in _read_weights(directory, name).items():
+    for key, tensor in _read_weights(directory, name, allow_pickle).items():
         match = KEY_PATTERN.match(key)
         if match is None:
-            raise AdapterError(f"adapter '{name}': unexpected tensor '{key}' in {directory / WEIGHTS_FILE}")
+            raise AdapterError(f"adapter '{name}': unexpected tensor '{key}' in {weights_path(directory)}")
         parts.setdefault(match["module"], {})[match["part"]] = tensor.float()
     if not parts:
-        raise AdapterError(f"adapter '{name}': {directory / WEIGHTS_FILE} holds no LoRA tensors")
+        raise AdapterError(f"adapter '{name}': {weights_path(directory)} holds no LoRA tensors")
     modules = {}
     for module_name, pair in sorted(parts.items()):
         if set(pair) != {"A", "B"}:

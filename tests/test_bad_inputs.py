@@ -115,3 +115,37 @@ def test_disk_full_while_writing_a_cell_keeps_earlier_results(suite_copy, tmp_pa
     assert "No space left on device" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in (out / "cells").rglob("*.json")} == finished
     assert not list(out.rglob("*.tmp"))  # the half-written temporary file was removed
+
+
+def test_pickle_adapter_loads_only_with_the_flag_and_only_tensors(suite_copy, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    weights = suite_copy / "zoo/language_zh/adapter_model.safetensors"
+    reference_out, pickle_out = tmp_path / "reference", tmp_path / "pickle"
+    arguments = ["--suite", str(suite_copy), "--methods", "language_lora", "--tasks", "math", "--langs", "zh"]
+    assert main(arguments + ["--out", str(reference_out)]) == 0
+    torch.save(load_file(str(weights)), weights.with_name("adapter_model.bin"))
+    weights.unlink()
+    assert main(arguments + ["--out", str(pickle_out)]) == 2
+    assert main(arguments + ["--out", str(pickle_out), "--allow-pickle"]) == 0
+    read = lambda out: json.loads(next((out / "cells").rglob("*.json")).read_text())["generations"]  # noqa: E731
+    assert read(pickle_out) == read(reference_out)
+    torch.save({"not a tensor": print}, weights.with_name("adapter_model.bin"))  # an object that needs unpickling code
+    capsys.readouterr()
+    assert main(arguments + ["--out", str(tmp_path / "evil"), "--allow-pickle"]) == 2
+    assert "is not a plain tensor file" in capsys.readouterr().err
+
+
+def test_read_only_output_folder_fails_clearly(suite_copy, tmp_path, capsys, monkeypatch):
+    """CI runs as root, where permission bits do not stop writes, so the refusal is simulated at the rename."""
+    import bench.storage
+
+    def read_only(source, target):
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr(bench.storage.os, "replace", read_only)
+    arguments = ["--suite", str(suite_copy), "--methods", "base", "--tasks", "math", "--langs", "zh", "--out", str(tmp_path / "r")]
+    assert main(arguments) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(error) == 1 and "Permission denied" in error[0] and "seed0.json" in error[0]

@@ -75,31 +75,6 @@ class PeftMerge:
         self.model.eval()
 
 
-@register_method("cat")
-class CatMerge(PeftMerge):
-    combination_type = "cat"
-
-
-@register_method("linear")
-class LinearMerge(PeftMerge):
-    combination_type = "linear"
-
-
-@register_method("svd")
-class SvdMerge(PeftMerge):
-    combination_type = "svd"
-
-
-@register_method("ties")
-class TiesMerge(PeftMerge):
-    combination_type = "ties"
-
-
-@register_method("dare_ties")
-class DareTiesMerge(PeftMerge):
-    combination_type = "dare_ties"
-
-
-@register_method("dare_linear")
-class DareLinearMerge(PeftMerge):
-    combination_type = "dare_linear"
+# One registered row per combination type of peft's add_weighted_adapter, each a PeftMerge with its type fixed.
+for _combination in ("cat", "linear", "svd", "ties", "dare_ties", "dare_linear"):
+    register_method(_combination)(type(f"PeftMerge_{_combination}", (PeftMerge,), {"combination_type": _combination}))

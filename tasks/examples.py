@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,19 +31,32 @@ class Example:
 EXAMPLE_FIELDS = tuple(field.name for field in dataclasses.fields(Example))
 
 
-def read_examples(path: Path) -> list[Example]:
-    """Read a JSONL file of examples, naming the file, line and field at fault on bad input."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: task data file not found")
-    examples = []
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def read_jsonl_records(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file (gzip if it ends in .gz)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    records = []
+    for line_number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object")
+        records.append((line_number, record))
+    return records
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Read a JSONL file of examples, naming the file, line and field at fault on bad input."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: task data file not found")
+    examples = []
+    for line_number, record in read_jsonl_records(path):
         for field in ("id", "prompt", "target"):
             if not isinstance(record.get(field), str):
                 raise ValueError(f"{path}:{line_number}: field '{field}' is missing or not a string")
@@ -49,8 +64,7 @@ def read_examples(path: Path) -> list[Example]:
         if unknown:
             raise ValueError(f"{path}:{line_number}: unknown field(s) {sorted(unknown)}")
         examples.append(Example(**record))
-    ids = [example.id for example in examples]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted(identifier for identifier, count in Counter(e.id for e in examples).items() if count > 1)
     if duplicates:
         raise ValueError(f"{path}: duplicate example id(s) {duplicates[:5]}")
     return examples

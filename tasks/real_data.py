@@ -33,7 +33,7 @@ import logging
 import re
 from pathlib import Path
 
-from tasks.examples import Example
+from tasks.examples import Example, read_jsonl_records
 from tasks.registry import COMPOSITE_LANGUAGES
 from tasks.scoring import extract_final_number
 
@@ -68,25 +68,6 @@ def require_file(path: Path, what: str, source: str) -> Path:
         raise FileNotFoundError(f"{path.parent}: folder not found (needed for {what}); get it from {source}")
     present = ", ".join(sorted(child.name for child in path.parent.iterdir())) or "nothing"
     raise FileNotFoundError(f"{path}: {what} not found (the folder holds: {present}); get it from {source}")
-
-
-def read_jsonl_records(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSONL file (gzip if it ends in .gz)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
-    records = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{line_number}: expected a JSON object")
-        records.append((line_number, record))
-    return records
 
 
 def text_field(record: dict, field: str, where: str) -> str:

@@ -15,11 +15,12 @@ from tests.conftest import record_figure
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
+CELLS = 48  # 4 methods x 2 languages x 6 seeds
 
 
 def grid_command(suite: Path, out: Path) -> list[str]:
     return [sys.executable, str(ROOT / "run_all.py"), "--suite", str(suite), "--methods", "base,lora,average",
-            "--tasks", "math", "--langs", "zh,es", "--seeds", "0,1,2", "--out", str(out), "--device", "cpu"]  # fmt: skip
+            "--tasks", "math", "--langs", "zh,es", "--seeds", "0,1,2,3,4,5", "--out", str(out), "--device", "cpu"]  # fmt: skip
 
 
 def cell_contents(out: Path) -> dict[str, dict]:
@@ -31,6 +32,19 @@ def cell_contents(out: Path) -> dict[str, dict]:
     return cells
 
 
+def kill_mid_grid(process: subprocess.Popen, out: Path, rng: random.Random) -> None:
+    """SIGKILL once this process has written a new cell, at a random moment within the next cells' work."""
+    done = len(list((out / "cells").rglob("*.json"))) if out.exists() else 0
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if out.exists() and len(list((out / "cells").rglob("*.json"))) > done:
+            break
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.03))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_killed_grid_resumes_to_the_uninterrupted_result(tiny_suite, tmp_path):
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     reference = tmp_path / "reference"
@@ -40,15 +54,14 @@ def test_killed_grid_resumes_to_the_uninterrupted_result(tiny_suite, tmp_path):
     for _ in range(KILLS):
         process = subprocess.Popen(grid_command(tiny_suite, interrupted), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=environment)  # fmt: skip
-        time.sleep(rng.uniform(2.0, 6.0))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        kill_mid_grid(process, interrupted, rng)
     finished_before_resume = len(cell_contents(interrupted))  # every file present parses: none is half-written
     subprocess.run(grid_command(tiny_suite, interrupted), check=True, capture_output=True, env=environment)
     expected, resumed = cell_contents(reference), cell_contents(interrupted)
-    assert len(expected) == 24
+    assert len(expected) == CELLS
+    assert KILLS <= finished_before_resume < CELLS  # every kill landed after a new cell and before the end
     assert resumed == expected
-    record_figure("grid kills", f"crash safety: grid survived {KILLS} SIGKILLs ({finished_before_resume} of 24 cells done "
+    record_figure("grid kills", f"crash safety: grid survived {KILLS} SIGKILLs ({finished_before_resume} of {CELLS} cells done "
                   f"before the final rerun); {len(resumed)} cells identical to an uninterrupted run")
 
 

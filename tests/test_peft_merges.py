@@ -10,7 +10,7 @@ from peft import PeftModel
 
 from bench.suites import SuiteOptions, load_suite
 from methods.average import Average
-from methods.peft_merges import CatMerge, PeftMergeConfig
+from methods.peft_merges import PeftMergeConfig
 from methods.registry import Cell, load_all_methods
 
 
@@ -47,6 +47,7 @@ def test_merge_equals_peft_on_the_adapter_folders(name, suite):
 
 def test_cat_with_equal_weights_is_average_and_one_hot_is_that_adapter(suite):
     input_ids = torch.randint(3, 250, (2, 8))
+    CatMerge = load_all_methods()["cat"]
     cat = CatMerge(cell_of(suite))
     torch.testing.assert_close(logits(cat.model, input_ids), logits(Average(cell_of(suite)).model, input_ids), rtol=1e-5, atol=1e-5)
     first = Average(cell_of(suite), Average.Config(weights=(1.0, 0.0)))

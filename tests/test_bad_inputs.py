@@ -61,6 +61,7 @@ CASES = {
     "missing data field": (lambda s: first_line_of(s / DATA, '{"id": "a", "target": "1"}'), [], "field 'prompt' is missing"),
     "duplicate example ids": (lambda s: first_line_of(s / DATA, (s / DATA).read_text().splitlines()[1]), [], "duplicate example id"),
     "empty test file": (lambda s: (s / DATA).write_text(""), [], "no examples (math/zh test split)"),
+    "zero training examples": (lambda s: (s / "data/math_zh_train.jsonl").write_text("\n"), [], "no examples (math/zh train split)"),
     "missing data file": (lambda s: (s / DATA).unlink(), [], "task data file not found"),
     "suite.json without zoo": (lambda s: edit_json(s / "suite.json", lambda j: j.pop("zoo")), [], "field 'zoo' is missing"),
     "suite.json with unknown task": (lambda s: edit_json(s / "suite.json", lambda j: j["tasks"].update(poetry={})), [], "tasks.poetry: unknown task"),

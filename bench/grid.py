@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from bench.generation import generate_completions
-from bench.storage import atomic_directory, exclusive_lock, write_json_atomic
+from bench.storage import atomic_directory, exclusive_lock, save_tensors_atomic, write_json_atomic
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
 from methods.registry import Cell, load_all_methods, make_config
 from tasks.registry import TASKS
@@ -185,8 +184,7 @@ def run_cell(suite: Suite, method_class: type, config, task: str, language: str,
     score_seconds = time.perf_counter() - started
     if hasattr(method, "recorded_weights"):
         trace_path = spec.out / "traces" / suite.name / method_class.name / f"{cell_name(task, language, seed)}.safetensors"
-        trace_path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(method.recorded_weights([example.id for example in test]), str(trace_path))
+        save_tensors_atomic(trace_path, method.recorded_weights([example.id for example in test]))
     return {
         "method": method_class.name,
         "suite": suite.name,

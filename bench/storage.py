@@ -10,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 
+from safetensors.torch import save_file
+
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write JSON to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
@@ -20,6 +22,17 @@ def write_json_atomic(path: Path, payload: dict) -> None:
             json.dump(payload, handle, ensure_ascii=False, indent=1, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def save_tensors_atomic(path: Path, tensors: dict) -> None:
+    """safetensors file written beside `path`, then renamed over it (a killed run leaves no half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(temporary))
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

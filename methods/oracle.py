@@ -18,10 +18,14 @@ from methods.training import TrainingConfig
 
 
 @dataclass
-class OracleConfig:
+class OracleConfig(TrainingConfig):
+    """The trainer's options with the built-in zoo's adapter recipe as defaults, plus how much data to use."""
+
     learning_rate: float = 2e-3
     batch_size: int = 16
     epochs: float = 2.0
+    warmup_ratio: float = 0.05
+    schedule: str = "cosine"
     max_examples: int = 2000
 
 
@@ -50,10 +54,8 @@ class Oracle:
             raise ValueError(
                 f"oracle: the suite has no composite training data for {self.cell.task}/{self.cell.language}"
             )
-        training = TrainingConfig(learning_rate=self.config.learning_rate, batch_size=self.config.batch_size,
-                                  epochs=self.config.epochs, schedule="cosine", warmup_ratio=0.05)  # fmt: skip
         self.model = train_lora(self.cell.model, self.cell.tokenizer, examples, self.cell.dev, self._lora_settings(),
-                                training, self.cell.seed, self.cell.base_model_id, description="oracle")  # fmt: skip
+                                self.config, self.cell.seed, self.cell.base_model_id, description="oracle")  # fmt: skip
         self.history = self.model.training_history
         self.trainable_parameter_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 

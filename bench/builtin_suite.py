@@ -143,8 +143,14 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
     directory = Path(cache_dir) / f"builtin-{settings.key()}"
     if not (directory / "build.json").is_file():
         log.warning("building the built-in suite into %s (minutes on CPU; cached afterwards)", directory)
-        with atomic_directory(directory) as scratch:
-            build_cache_entry(settings, scratch)
+        threads = torch.get_num_threads()
+        # One thread: float sums then run in one order on every machine, so the same settings give the same bytes.
+        torch.set_num_threads(1)
+        try:
+            with atomic_directory(directory) as scratch:
+                build_cache_entry(settings, scratch)
+        finally:
+            torch.set_num_threads(threads)
     return directory
 
 

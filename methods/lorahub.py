@@ -268,6 +268,21 @@ def few_shot_examples(train: list[Example], count: int, seed: int) -> list[Examp
     return list(train) if count >= len(train) else random.Random(seed).sample(list(train), count)
 
 
+def search_cell_weights(
+    cell: Cell,
+    stacked: dict[str, StackedLora],
+    config: LoraHubConfig,
+    loss_function: LossFunction | None = None,
+    regularizer: Regularizer | None = None,
+) -> tuple[SearchResult, list[Example]]:
+    """LoraHub's search on the cell's few-shot examples (seeded draw from its train split); the examples used too."""
+    examples = few_shot_examples(cell.train, config.example_count, cell.seed)
+    encoded = [encode_example(cell.tokenizer, example, config.max_length) for example in examples]
+    result = search_lorahub_weights(cell.model, stacked, encoded, cell.tokenizer.pad_token_id, config, cell.seed,
+                                    loss_function, regularizer)  # fmt: skip
+    return result, examples
+
+
 def export_peft_adapter(adapter: LoraAdapter, directory: Path) -> Path:
     """Write `adapter` as a standard PEFT LoRA directory, each module's scaling folded into B (lora_alpha = r)."""
     ranks = {name: module.rank for name, module in adapter.modules.items()}
@@ -315,12 +330,7 @@ class LoraHub:
         self.record: dict = {}
 
     def fit(self) -> None:
-        examples = few_shot_examples(self.cell.train, self.config.example_count, self.cell.seed)
-        encoded = [encode_example(self.cell.tokenizer, example, self.config.max_length) for example in examples]
-        result = search_lorahub_weights(
-            self.model, self.stacked, encoded, self.cell.tokenizer.pad_token_id, self.config, self.cell.seed,
-            self.loss_function, self.regularizer,
-        )  # fmt: skip
+        result, examples = search_cell_weights(self.cell, self.stacked, self.config, self.loss_function, self.regularizer)
         self.weights, self.history = result.weights.tolist(), result.history
         self.record = {
             "method": "lorahub", "task": self.cell.task, "language": self.cell.language, "seed": self.cell.seed,

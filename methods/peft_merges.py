@@ -2,26 +2,37 @@
 
 `linear`, `ties`, `dare_*` scale A and B each by sqrt(w) (not LoraHub's operator); `cat` stacks the adapters along
 the rank axis, the exact weighted sum of their updates (so equal weights give `average`); `svd` merges the full
-deltas and truncates. The merge itself is `peft`'s; only the task-level weights come from here (equal by default).
+deltas and truncates. The merge itself is `peft`'s; only the task-level weights come from here: equal by default,
+given (`--set ties.weights=0.7:0.3`), or found by LoraHub's own search (`--set ties.weight_search=lorahub`: nevergrad
+on five train examples, LoraHub's defaults, scored with LoraHub's A/B composition), so that merge rules and weight
+search can be compared separately. The weights are the fit: saved in `merge.json`, and the merge is redone on load.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
 from methods.lora_adapter import AdapterError, LoraAdapter
+from methods.lora_composition import stack_candidate_tensors
+from methods.lorahub import LoraHubConfig, search_cell_weights
 from methods.registry import Cell, register_method
 
 MERGED_ADAPTER = "merged"
+RESULT_FILE = "merge.json"
+WEIGHT_SEARCHES = ("none", "lorahub")
 
 
 @dataclass
 class PeftMergeConfig:
-    weights: tuple[float, ...] = ()  # one per candidate adapter; empty: 1/k each
+    weights: tuple[float, ...] = ()  # one per candidate adapter; empty: 1/k each (or searched, see weight_search)
+    weight_search: str = "none"  # "lorahub": LoraHub's gradient-free search finds the weights instead
+    search_budget: int = 40  # candidates the search scores (LoraHub's max_inference_step)
     density: float = 0.5  # share of each delta kept by ties / dare pruning (peft requires one; 0.5 is a middle ground)
     majority_sign_method: str = "total"  # peft's default for ties
 
@@ -50,27 +61,62 @@ def peft_model_with(model: torch.nn.Module, adapters: list[LoraAdapter]) -> Peft
 
 
 class PeftMerge:
-    learns = False
+    learns = True  # the task-level weights (trivial unless searched), so a searched merge is saved and reused
     Config = PeftMergeConfig
     combination_type = "cat"
 
     def __init__(self, cell: Cell, config: PeftMergeConfig | None = None):
-        config = config or PeftMergeConfig()
-        count = len(cell.adapters)
-        weights = list(config.weights or [1.0 / count] * count)
-        if len(weights) != count:
-            raise ValueError(f"--set {self.name}.weights: got {len(weights)} weights for {count} adapters")
-        names = [adapter.name for adapter in cell.adapters]
+        self.config, self.cell = config or PeftMergeConfig(), cell
+        count, search = len(cell.adapters), self.config.weight_search
+        if self.config.weights and len(self.config.weights) != count:
+            raise ValueError(f"--set {self.name}.weights: got {len(self.config.weights)} weights for {count} adapters")
+        if search not in WEIGHT_SEARCHES:
+            raise ValueError(f"--set {self.name}.weight_search={search}: valid: {', '.join(WEIGHT_SEARCHES)}")
+        if search != "none" and self.config.weights:
+            raise ValueError(f"--set {self.name}.weights and {self.name}.weight_search={search}: give one, not both")
+        self.adapter_names = [adapter.name for adapter in cell.adapters]
+        self.model = cell.model  # peft wraps it once the weights are known (fit or load)
+        self.trainable_parameter_count = count if search != "none" else 0
+        self.record: dict = {}
+
+    def fit(self) -> None:
+        weights, history = list(self.config.weights or [1.0 / len(self.adapter_names)] * len(self.adapter_names)), []
+        if self.config.weight_search == "lorahub":
+            search = LoraHubConfig(max_inference_step=self.config.search_budget)
+            result, _ = search_cell_weights(self.cell, stack_candidate_tensors(self.cell.adapters), search)
+            weights, history = result.weights.tolist(), result.history
+        self.record = {"adapters": self.adapter_names, "base_model": self.cell.base_model_id, "weights": weights,
+                       "weight_search": self.config.weight_search, "history": history}  # fmt: skip
+        self._merge(weights)
+
+    def save(self, directory: Path) -> None:
+        (Path(directory) / RESULT_FILE).write_text(json.dumps(self.record, indent=1) + "\n", encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        path = Path(directory) / RESULT_FILE
+        record = json.loads(path.read_text(encoding="utf-8"))
+        if record["adapters"] != self.adapter_names or record["base_model"] != self.cell.base_model_id:
+            raise ValueError(f"{path}: merge weights for adapters {record['adapters']} on '{record['base_model']}', "
+                             f"not {self.adapter_names} on '{self.cell.base_model_id}'")  # fmt: skip
+        self.record = record
+        self._merge(record["weights"])
+
+    @property
+    def history(self) -> list[dict]:
+        return self.record.get("history", [])
+
+    def _merge(self, weights: list[float]) -> None:
+        """peft's `add_weighted_adapter` of the cell's adapters with `weights`, made the active adapter."""
+        pruned = "ties" in self.combination_type or "dare" in self.combination_type
         try:
-            self.model = peft_model_with(cell.model, cell.adapters)
-            torch.manual_seed(cell.seed)  # dare_* prune at random
+            self.model = peft_model_with(self.cell.model, self.cell.adapters)
+            torch.manual_seed(self.cell.seed)  # dare_* prune at random
             self.model.add_weighted_adapter(
-                names, weights, MERGED_ADAPTER, combination_type=self.combination_type,
-                density=config.density if "ties" in self.combination_type or "dare" in self.combination_type else None,
-                majority_sign_method=config.majority_sign_method,
+                self.adapter_names, weights, MERGED_ADAPTER, combination_type=self.combination_type,
+                density=self.config.density if pruned else None, majority_sign_method=self.config.majority_sign_method,
             )  # fmt: skip
         except ValueError as error:
-            raise AdapterError(f"{self.name}: peft cannot merge adapters {names}: {error}") from None
+            raise AdapterError(f"{self.name}: peft cannot merge adapters {self.adapter_names}: {error}") from None
         self.model.set_adapter(MERGED_ADAPTER)
         self.model.eval()
 

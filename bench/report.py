@@ -18,7 +18,7 @@ from tasks.registry import ALL_LANGUAGES
 CSV_COLUMNS = ["method", "suite", "task", "language", "seed", "metric", "score", "n"]
 METHOD_ORDER = [
     "base", "language_lora", "skill_lora", "average", "linear", "cat", "svd", "ties", "dare_ties", "dare_linear",
-    "lorahub", "fusion", "loraflow", "hydralora", "hydralora_tuned", "oracle",
+    "lorahub", "fusion", "xlora", "loraflow", "hydralora", "hydralora_tuned", "oracle",
 ]  # fmt: skip
 TASK_ORDER = ["math", "code"]
 SINGLE_ADAPTER_ROWS = ("language_lora", "skill_lora")

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from methods.loraflow import LoraFlowConfig
+from methods.loraflow import LoraFlowTraining
 from methods.multi_lora import attach_adapters
 from methods.registry import Cell, register_method
 from methods.training import train_parameters
@@ -24,7 +24,7 @@ CONFIG_FILE = "fusion.json"
 
 
 @dataclass
-class FusionConfig(LoraFlowConfig):
+class FusionConfig(LoraFlowTraining):
     """LoRA-Flow's training budget and dev selection (the paper trains both the same way); `initial_weights`
     empty means 1/k each, i.e. the fit starts from `average`."""
 

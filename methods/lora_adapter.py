@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from peft import LoraConfig
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -155,3 +157,21 @@ def check_adapter_fits(adapter: LoraAdapter, model: torch.nn.Module, base_model_
                 f"adapter '{adapter.name}': module '{module_name}' maps {lora.A.shape[1]} -> {lora.B.shape[0]} "
                 f"features but the base layer maps {expected[1]} -> {expected[0]}"
             )
+
+
+def export_peft_adapter(adapter: LoraAdapter, directory: Path) -> Path:
+    """Write `adapter` as a standard PEFT LoRA directory, each module's scaling folded into B (lora_alpha = r)."""
+    ranks = {name: module.rank for name, module in adapter.modules.items()}
+    rank = Counter(ranks.values()).most_common(1)[0][0]
+    other_ranks = {name: module_rank for name, module_rank in ranks.items() if module_rank != rank}
+    config = LoraConfig(
+        r=rank, lora_alpha=rank, rank_pattern=other_ranks, alpha_pattern=other_ranks, lora_dropout=0.0, bias="none",
+        target_modules=sorted(adapter.modules), task_type="CAUSAL_LM", base_model_name_or_path=adapter.base_model or None,
+    )  # fmt: skip
+    config.save_pretrained(str(directory))
+    tensors = {}
+    for name, module in adapter.modules.items():
+        tensors[f"base_model.model.{name}.lora_A.weight"] = module.A.float().contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = (module.scaling * module.B.float()).contiguous()
+    save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
+    return Path(directory)

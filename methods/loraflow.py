@@ -41,9 +41,10 @@ class GateFileError(ValueError):
 
 
 @dataclass
-class LoraFlowConfig:
-    """Defaults from the official code (thunlp/LoRAFlow scripts/train.sh, train/train.py) and its README (seed 000).
+class LoraFlowTraining:
+    """LoRA-Flow's training budget, shared by every method trained "the same way" (fusion, xlora).
 
+    Defaults from the official code (thunlp/LoRAFlow scripts/train.sh, train/train.py) and its README (seed 000).
     Not reproduced: train.py's Adam betas (0.9, 0.95), eps 1e-5 and gradient clipping at 1.0 (methods/training.py runs
     AdamW with torch's defaults), and its checkpoint choice by dev accuracy (here: by dev loss).
     """
@@ -56,9 +57,6 @@ class LoraFlowConfig:
     weight_decay: float = 0.1  # train.py --weight_decay default
     max_length: int = 1024  # train.py allows 4096; the few-shot examples are far shorter
     evaluations: int = 5  # the official run saves a gate per epoch and picks one on dev: one dev check per epoch
-    temperature: float = 1.0  # blocks.py: softmax(scores / T) with T = 1
-    bias_init: tuple[float, ...] = ()  # empty: (-1/k, ..., -1/k, 1 - 1/k), the official (-0.5, +0.5) for k = 2
-    weight_init_std: float = 0.0  # 0: W = 0 as official (ModelCenter Linear, cps=3 -> zeros_); > 0: N(0, std^2)
 
     def training(self) -> TrainingConfig:
         return TrainingConfig(
@@ -66,6 +64,15 @@ class LoraFlowConfig:
             warmup_ratio=self.warmup_ratio, schedule=self.schedule, weight_decay=self.weight_decay,
             max_length=self.max_length, evaluations=self.evaluations,
         )  # fmt: skip
+
+
+@dataclass
+class LoraFlowConfig(LoraFlowTraining):
+    """The training budget plus the gate's own settings."""
+
+    temperature: float = 1.0  # blocks.py: softmax(scores / T) with T = 1
+    bias_init: tuple[float, ...] = ()  # empty: (-1/k, ..., -1/k, 1 - 1/k), the official (-0.5, +0.5) for k = 2
+    weight_init_std: float = 0.0  # 0: W = 0 as official (ModelCenter Linear, cps=3 -> zeros_); > 0: N(0, std^2)
 
 
 def token_texts(tokenizer, token_ids: list[int]) -> list[str]:

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import random
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -37,11 +36,9 @@ import nevergrad as ng
 import numpy as np
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from methods.lora_adapter import WEIGHTS_FILE, LoraAdapter, load_lora_adapter
+from methods.lora_adapter import LoraAdapter, export_peft_adapter, load_lora_adapter
 from methods.lora_composition import (
     CandidateLoraBank,
     StackedLora,
@@ -281,24 +278,6 @@ def search_cell_weights(
     result = search_lorahub_weights(cell.model, stacked, encoded, cell.tokenizer.pad_token_id, config, cell.seed,
                                     loss_function, regularizer)  # fmt: skip
     return result, examples
-
-
-def export_peft_adapter(adapter: LoraAdapter, directory: Path) -> Path:
-    """Write `adapter` as a standard PEFT LoRA directory, each module's scaling folded into B (lora_alpha = r)."""
-    ranks = {name: module.rank for name, module in adapter.modules.items()}
-    rank = Counter(ranks.values()).most_common(1)[0][0]
-    other_ranks = {name: module_rank for name, module_rank in ranks.items() if module_rank != rank}
-    config = LoraConfig(
-        r=rank, lora_alpha=rank, rank_pattern=other_ranks, alpha_pattern=other_ranks, lora_dropout=0.0, bias="none",
-        target_modules=sorted(adapter.modules), task_type="CAUSAL_LM", base_model_name_or_path=adapter.base_model or None,
-    )  # fmt: skip
-    config.save_pretrained(str(directory))
-    tensors = {}
-    for name, module in adapter.modules.items():
-        tensors[f"base_model.model.{name}.lora_A.weight"] = module.A.float().contiguous()
-        tensors[f"base_model.model.{name}.lora_B.weight"] = (module.scaling * module.B.float()).contiguous()
-    save_file(tensors, str(Path(directory) / WEIGHTS_FILE))
-    return Path(directory)
 
 
 @register_method("lorahub")

@@ -157,7 +157,7 @@ def train_parameters(
             dev_loss = mean_target_loss(model, tokenizer, dev, max_length=config.max_length) if dev else float(loss)
             model.train()
             history.append({"step": step + 1, "train_loss": loss.item(), "dev_loss": dev_loss})
-            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, float(loss), dev_loss)
+            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, loss.item(), dev_loss)
             if dev_loss < best_loss:
                 best_loss, best_state = dev_loss, [p.detach().clone() for p in parameters]
     if config.evaluations:

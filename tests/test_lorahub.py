@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from bench.cli import main
 from bench.plot_lorahub_weights import plot_lorahub_weights
-from methods.lora_adapter import AdapterError, load_lora_adapter
+from methods.lora_adapter import AdapterError, export_peft_adapter, load_lora_adapter
 from methods.lora_composition import (
     attach_candidate_layers,
     compose_lora_tensors,
@@ -21,7 +21,7 @@ from methods.lora_composition import (
     detach_candidate_layers,
     stack_candidate_tensors,
 )
-from methods.lorahub import LoraHub, LoraHubConfig, candidate_scorer, export_peft_adapter, search_weights
+from methods.lorahub import LoraHub, LoraHubConfig, candidate_scorer, search_weights
 from methods.registry import Cell, make_config
 from methods.training import batches, encode_example
 from tasks.examples import Example

@@ -22,6 +22,8 @@ FAST_OPTIONS = {
     "hydralora": {"train_data": "cell", "heads": "2", "epochs": "1"},
     "hydralora_tuned": {"train_data": "cell", "heads": "2", "epochs": "1", "router_epochs": "1"},
     "oracle": {"epochs": "1"},
+    "fusion": {"epochs": "1", "evaluations": "1"},
+    "xlora": {"epochs": "1", "evaluations": "1"},
 }
 METHOD_NAMES = sorted(load_all_methods())
 

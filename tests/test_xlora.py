@@ -1,0 +1,63 @@
+"""X-LoRA through peft: per-token scalings softmax(W h_base + b), from one classifier on the base model's last hidden
+state, weight every adapter's delta in every layer; only the classifier trains."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from bench.suites import SuiteOptions, load_suite
+from methods.multi_lora import attach_adapters
+from methods.registry import Cell
+from methods.xlora import XLora, XLoraMethodConfig
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_suite):
+    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
+
+
+def cell_of(suite) -> Cell:
+    data = suite.cells[("math", "zh")]
+    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
+                train=data.train, dev=data.dev, seed=0, task="math", language="zh", base_model_id=suite.base_model_id)  # fmt: skip
+
+
+def test_scalings_come_from_the_base_models_last_hidden_state_and_weight_every_layer(suite):
+    method = XLora(cell_of(suite))
+    with torch.no_grad():
+        for parameter in method.classifier.values():
+            parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
+    input_ids = torch.randint(3, 250, (2, 7))
+    with torch.no_grad():
+        xlora_logits = method.model(input_ids=input_ids).logits
+        base_hidden = suite.model(input_ids=input_ids, output_hidden_states=True).hidden_states[-1]
+        scalings = torch.softmax(base_hidden @ method.classifier["layers.0.weight"].T + method.classifier["layers.0.bias"], dim=-1)
+        reference = copy.deepcopy(suite.model)
+        for slot in attach_adapters(reference, suite.cell_adapters("math", "zh")):
+            slot.value = scalings  # (batch, seq, k): the same per-token weights in every layer
+        expected = reference(input_ids=input_ids).logits
+    torch.testing.assert_close(xlora_logits, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(scalings[0, 0], scalings[0, 1])  # they do change from token to token
+
+
+def test_fit_trains_the_classifier_only_and_keeps_the_best_dev_loss(suite):
+    method = XLora(cell_of(suite), XLoraMethodConfig(learning_rate=5e-2, epochs=2, evaluations=2, warmup_ratio=0.0))
+    before = {name: value.detach().clone() for name, value in method.model.named_parameters()}
+    method.fit()
+    changed = {name for name, value in method.model.named_parameters() if not torch.equal(value, before[name])}
+    assert changed and all("internal_xlora_classifier" in name for name in changed)
+    assert method.trainable_parameter_count == sum(p.numel() for p in method.classifier.values())
+    assert len(method.history) == 2
+
+
+def test_reload_checks_adapters(suite, tmp_path):
+    method = XLora(cell_of(suite), XLoraMethodConfig(epochs=1, evaluations=1))
+    method.fit()
+    method.save(tmp_path)
+    other = cell_of(suite)
+    other.adapters = list(reversed(other.adapters))
+    with pytest.raises(ValueError, match="xlora.json: X-LoRA classifier for adapters"):
+        XLora(other).load(tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 from bench.figures import draw_all_figures
-from bench.grid import GridSpec, run_grid
+from bench.grid import GridSpec, is_first_process, run_grid
 from bench.report import write_report
 from bench.suites import SUITES, SuiteOptions
 from methods.registry import load_all_methods, resolve_method_names
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         if not arguments.report_only:
             started = time.perf_counter()
             paths = run_grid(spec_from_arguments(arguments))
+            if not is_first_process():
+                return 0  # the first process writes cells, report and plots
             print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(paths)})")
         paths = write_report(arguments.out)
         figures = draw_all_figures(arguments.out)

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from tasks.scoring import truncate_at_stop
 
 
@@ -33,18 +34,20 @@ def generate_completions(
     stop: tuple[str, ...] = (),
     batch_size: int = 16,
     batch_context: Callable[[dict], contextlib.AbstractContextManager] | None = None,
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> list[str]:
     """Greedy completions of `prompts`, cut at the first stop string, in the order given.
 
     Prompts are batched by length (less padding); `batch_context(inputs)`, when given, wraps each batch's
-    `generate()` call (used to record per-token fusion weights).
+    `generate()` call (used to record per-token fusion weights). Under `parallel`, each process generates every
+    `world`-th batch (the same batches as one process, so the same completions) and all processes get every result.
     """
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
+    all_batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     completions: dict[int, str] = {}
     model.eval()
-    for start in tqdm(range(0, len(order), batch_size), desc="generate", leave=False):
-        indices = order[start : start + batch_size]
+    for indices in tqdm(parallel.shard(all_batches), desc="generate", leave=False):
         inputs = tokenizer([prompts[i] for i in indices], return_tensors="pt", padding=True).to(device)
         prompt_length = inputs["input_ids"].shape[1]
         criteria = StoppingCriteriaList([StopOnStrings(tokenizer, stop, prompt_length)]) if stop else None
@@ -59,4 +62,6 @@ def generate_completions(
         texts = tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
         for index, text in zip(indices, texts):
             completions[index] = truncate_at_stop(text, stop)
+    for part in parallel.gather(completions):
+        completions.update(part)
     return [completions[index] for index in range(len(prompts))]

@@ -6,6 +6,7 @@ interrupted grid resumes) and no cell is ever half-written. What a method learne
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from bench.generation import generate_completions
 from bench.storage import atomic_directory, exclusive_lock, save_tensors_atomic, write_json_atomic
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
+from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.registry import Cell, load_all_methods, make_config
 from tasks.registry import TASKS
 
@@ -79,34 +81,72 @@ def _check_existing(path: Path, settings: str) -> bool:
     return True
 
 
+def process_share(options: SuiteOptions) -> tuple[DataParallel, SuiteOptions]:
+    """This process's place among those `accelerate launch` (or `torchrun`) started, and the suite options it runs
+    with (each process its own GPU; CPU processes talk over gloo). Started plainly: one process, options unchanged."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return SINGLE_PROCESS, options
+    from accelerate import PartialState  # only multi-process runs set up torch.distributed
+
+    cpu = options.device == "cpu" or not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
+    device = "cpu" if cpu else str(state.device)
+    return DataParallel(state.process_index, state.num_processes), dataclasses.replace(options, device=device)
+
+
+def is_first_process() -> bool:
+    """False only in the second and later processes of a multi-process launch (they leave reports to the first)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def load_suite_main_first(spec: GridSpec, options: SuiteOptions, parallel: DataParallel) -> Suite:
+    """Load the suite; with several processes the first builds any cache while the others wait, then they read it."""
+    if not parallel.is_main:
+        parallel.barrier()
+    suite = load_suite(spec.suite, options)
+    if parallel.is_main:
+        parallel.barrier()
+    return suite
+
+
 def run_grid(spec: GridSpec) -> list[Path]:
-    """Run every unfinished cell of the grid; return the paths of the cell files computed by this run."""
+    """Run every unfinished cell of the grid; return the paths of the cell files computed by this run.
+
+    Under several processes, all of them work on each cell together (data-parallel training, generation shared out)
+    and the first one alone writes files; the others return no paths.
+    """
     methods = load_all_methods()
     configs = {name: make_config(methods[name], spec.method_options.get(name, {})) for name in spec.methods}
     keys = list(itertools.product(spec.methods, spec.tasks, spec.languages, spec.seeds))
     suite_name = suite_display_name(spec.suite)
-    with exclusive_lock(spec.out):
+    parallel, suite_options = process_share(spec.suite_options)
+    with exclusive_lock(spec.out) if parallel.is_main else contextlib.nullcontext():
+        settings = {name: _settings_key(_config_record(configs[name]), spec.limit) for name in spec.methods}
+        pending = [
+            (method_name, task, language, seed) for method_name, task, language, seed in keys
+            if spec.force or not _check_existing(cell_path(spec.out, suite_name, method_name, task, language, seed), settings[method_name])
+        ]  # fmt: skip
+        parallel.barrier()  # every process has its list before the first cell is written
         started = time.perf_counter()
         suite: Suite | None = None
         build_seconds = 0.0
         computed = []
-        for method_name, task, language, seed in tqdm(keys, desc="grid"):
-            config = configs[method_name]
-            settings = _settings_key(_config_record(config), spec.limit)
-            path = cell_path(spec.out, suite_name, method_name, task, language, seed)
-            if not spec.force and _check_existing(path, settings):
-                continue
+        for method_name, task, language, seed in tqdm(pending, desc="grid", disable=not parallel.is_main):
             if suite is None:
-                suite = load_suite(spec.suite, spec.suite_options)
+                suite = load_suite_main_first(spec, suite_options, parallel)
                 build_seconds = time.perf_counter() - started
-            record = run_cell(suite, methods[method_name], config, task, language, seed, spec)
-            record.update(settings=settings, suite_build_seconds=round(build_seconds, 3))
-            write_json_atomic(path, record)
-            computed.append(path)
+            record = run_cell(suite, methods[method_name], configs[method_name], task, language, seed, spec, parallel)
+            if parallel.is_main:
+                record.update(settings=settings[method_name], suite_build_seconds=round(build_seconds, 3), processes=parallel.world)
+                path = cell_path(spec.out, suite_name, method_name, task, language, seed)
+                write_json_atomic(path, record)
+                computed.append(path)
     return computed
 
 
-def _make_cell(suite: Suite, task: str, language: str, seed: int, shared_directory: Path) -> Cell:
+def _make_cell(
+    suite: Suite, task: str, language: str, seed: int, shared_directory: Path, parallel: DataParallel = SINGLE_PROCESS
+) -> Cell:
     if (task, language) not in suite.cells:
         available = ", ".join(f"{t}/{l}" for t, l in sorted(suite.cells))
         raise ValueError(f"--tasks/--langs: suite '{suite.name}' has no cell {task}/{language}; it has {available}")
@@ -125,11 +165,13 @@ def _make_cell(suite: Suite, task: str, language: str, seed: int, shared_directo
         zoo_training_data=suite.zoo_training_data,
         base_model_id=suite.base_model_id,
         shared_directory=shared_directory,
+        parallel=parallel,
     )
 
 
-def _fit_or_load(method, state_directory: Path, force: bool) -> dict:
-    """Load what the method learned when a finished state exists; otherwise fit and save it atomically."""
+def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel) -> dict:
+    """Load what the method learned when a finished state exists; otherwise fit and save it atomically (the first
+    process saves; every process holds the same fitted state)."""
     if not method.learns:
         return {"fit_seconds": 0.0, "reused_state": False}
     if not force and (state_directory / STATE_DONE_FILE).is_file():
@@ -138,9 +180,10 @@ def _fit_or_load(method, state_directory: Path, force: bool) -> dict:
     started = time.perf_counter()
     method.fit()
     fit_seconds = time.perf_counter() - started
-    with atomic_directory(state_directory) as scratch:
-        method.save(scratch)
-        (scratch / STATE_DONE_FILE).write_text("ok\n")
+    if parallel.is_main:
+        with atomic_directory(state_directory) as scratch:
+            method.save(scratch)
+            (scratch / STATE_DONE_FILE).write_text("ok\n")
     return {"fit_seconds": fit_seconds, "reused_state": False}
 
 
@@ -151,21 +194,25 @@ def score_all(score, examples, completions) -> list[bool]:
 
 
 def build_cell_method(
-    suite: Suite, method_class: type, config, task: str, language: str, seed: int, out: Path, force: bool
+    suite: Suite, method_class: type, config, task: str, language: str, seed: int, out: Path, force: bool,
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> tuple[object, dict]:
     """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/`; and its fit info."""
     torch.manual_seed(seed)
     method_state = out / "state" / suite.name / method_class.name
     # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
     shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
-    method = method_class(_make_cell(suite, task, language, seed, shared_directory), config)
-    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force)
+    method = method_class(_make_cell(suite, task, language, seed, shared_directory, parallel), config)
+    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force, parallel)
     return method, fit_info
 
 
-def run_cell(suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec) -> dict:
-    """Fit (or load), generate on the test split, score; return the cell's record."""
-    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force)
+def run_cell(
+    suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec,
+    parallel: DataParallel = SINGLE_PROCESS,
+) -> dict | None:
+    """Fit (or load), generate on the test split, score; return the cell's record (None on all but the first process)."""
+    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force, parallel)
     task_spec = TASKS[task]
     test = suite.cells[(task, language)].test[: spec.limit]
     started = time.perf_counter()
@@ -177,14 +224,18 @@ def run_cell(suite: Suite, method_class: type, config, task: str, language: str,
         task_spec.stop,
         batch_size=suite.generation_batch_size,
         batch_context=getattr(method, "record_weights", None),
+        parallel=parallel,
     )
     generate_seconds = time.perf_counter() - started
+    traces = parallel.gather(method.recorded_weights([e.id for e in test])) if hasattr(method, "recorded_weights") else []
+    if not parallel.is_main:
+        return None
     started = time.perf_counter()
     correct = score_all(task_spec.score, test, completions)
     score_seconds = time.perf_counter() - started
-    if hasattr(method, "recorded_weights"):
+    if traces:
         trace_path = spec.out / "traces" / suite.name / method_class.name / f"{cell_name(task, language, seed)}.safetensors"
-        save_tensors_atomic(trace_path, method.recorded_weights([example.id for example in test]))
+        save_tensors_atomic(trace_path, {name: tensor for part in traces for name, tensor in part.items()})
     return {
         "method": method_class.name,
         "suite": suite.name,

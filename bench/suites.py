@@ -148,4 +148,12 @@ def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
         adapters=load_zoo_adapters(zoo, model, base_model_id, options.allow_pickle),
         cells=cells,
         max_new_tokens=spec.get("max_new_tokens", {}),
+        generation_batch_size=_positive_int(path, spec, "generation_batch_size", 16),
     )
+
+
+def _positive_int(path: Path, spec: dict, field_name: str, default: int) -> int:
+    value = spec.get(field_name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{path}: field '{field_name}' must be a positive integer, not {value!r}")
+    return value

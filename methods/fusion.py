@@ -52,7 +52,7 @@ class Fusion:
 
     def fit(self) -> None:
         self.history = train_parameters(self.model, self.cell.tokenizer, [self.weights], self.cell.train, self.cell.dev,
-                                        self.config.training(), self.cell.seed, description="fusion weights")  # fmt: skip
+                                        self.config.training(), self.cell.seed, "fusion weights", self.cell.parallel)  # fmt: skip
 
     def save(self, directory: Path) -> None:
         save_file({"weights": self.weights.detach().cpu()}, str(directory / WEIGHTS_FILE))

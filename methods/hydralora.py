@@ -176,7 +176,8 @@ def train_shared_model(cell: Cell, config: HydraLoraConfig, train: list[Example]
     )  # fmt: skip
     with torch.random.fork_rng():  # dropout draws from the seed alone: the same model whichever cell or row trains it
         torch.manual_seed(cell.seed)
-        history = train_parameters(cell.model, cell.tokenizer, parameters, train, dev, training, cell.seed, "hydralora")
+        history = train_parameters(cell.model, cell.tokenizer, parameters, train, dev, training, cell.seed, "hydralora",
+                                   cell.parallel)  # fmt: skip
     return HydraFit(shape, layers, scores, [{**entry, "stage": "shared"} for entry in history])
 
 
@@ -242,7 +243,7 @@ def tune_routers(cell: Cell, config: HydraLoraConfig, fit: HydraFit) -> list[dic
         warmup_ratio=config.warmup_ratio, schedule="cosine", max_length=config.max_length,
     )  # fmt: skip
     history = train_parameters(
-        cell.model, cell.tokenizer, routers, cell.train, cell.dev, training, cell.seed, "hydralora routers"
+        cell.model, cell.tokenizer, routers, cell.train, cell.dev, training, cell.seed, "hydralora routers", cell.parallel
     )
     return [{**entry, "stage": "routers"} for entry in history]
 

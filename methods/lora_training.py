@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig, get_peft_model
 
+from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.training import TrainingConfig, train_parameters
 from tasks.examples import Example
 
@@ -32,6 +33,7 @@ def train_lora(
     seed: int,
     base_model_id: str,
     description: str = "LoRA",
+    parallel: DataParallel = SINGLE_PROCESS,
 ):
     """Wrap `model` (changed in place) in a PEFT LoRA, train only the LoRA matrices, return the PeftModel."""
     torch.manual_seed(seed)
@@ -42,6 +44,6 @@ def train_lora(
     peft_model.peft_config["default"].base_model_name_or_path = base_model_id
     parameters = [parameter for parameter in peft_model.parameters() if parameter.requires_grad]
     peft_model.training_history = train_parameters(
-        peft_model, tokenizer, parameters, train, dev, training, seed=seed, description=description
+        peft_model, tokenizer, parameters, train, dev, training, seed=seed, description=description, parallel=parallel
     )
     return peft_model

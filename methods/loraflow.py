@@ -138,7 +138,7 @@ class LoraFlow:
         cell = self.cell
         self.history = train_parameters(
             self.model, cell.tokenizer, self.gate_parameters(), cell.train, cell.dev, self.config.training(),
-            seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}",
+            seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}", parallel=cell.parallel,
         )  # fmt: skip
 
     def _gates_config(self) -> dict:

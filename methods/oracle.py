@@ -55,7 +55,7 @@ class Oracle:
                 f"oracle: the suite has no composite training data for {self.cell.task}/{self.cell.language}"
             )
         self.model = train_lora(self.cell.model, self.cell.tokenizer, examples, self.cell.dev, self._lora_settings(),
-                                self.config, self.cell.seed, self.cell.base_model_id, description="oracle")  # fmt: skip
+                                self.config, self.cell.seed, self.cell.base_model_id, "oracle", self.cell.parallel)  # fmt: skip
         self.history = self.model.training_history
         self.trainable_parameter_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
+from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.lora_adapter import LoraAdapter
 from tasks.examples import Example
 
@@ -39,6 +40,7 @@ class Cell:
     zoo_training_data: list[Example] = field(default_factory=list)  # what the zoo's adapters were trained on, if known
     base_model_id: str = ""
     shared_directory: Path | None = None  # for what a method learns once and reuses in every cell (saved atomically)
+    parallel: DataParallel = SINGLE_PROCESS  # this process's share of data-parallel training (pass to train_parameters)
 
 
 class CompositionMethod(Protocol):

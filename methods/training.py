@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from tasks.examples import Example
 
 log = logging.getLogger(__name__)
@@ -71,18 +72,25 @@ def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -
     return loss, int((shifted_labels != IGNORE_INDEX).sum())
 
 
+def target_token_count(encoded: list[EncodedExample]) -> int:
+    """How many tokens of `encoded` carry a loss (what `summed_target_loss` divides by, over a whole batch)."""
+    return sum(sum(1 for label in item.labels[1:] if label != IGNORE_INDEX) for item in encoded)
+
+
 @torch.no_grad()
-def mean_target_loss(model, tokenizer, examples: list[Example], batch_size: int = 16, max_length: int = 512) -> float:
-    """Per-token cross-entropy on the targets of `examples` (the dev-selection criterion)."""
+def mean_target_loss(model, tokenizer, examples: list[Example], batch_size: int = 16, max_length: int = 512,
+                     parallel: DataParallel = SINGLE_PROCESS) -> float:  # fmt: skip
+    """Per-token cross-entropy on the targets of `examples` (the dev-selection criterion), shared out over processes."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    encoded = [encode_example(tokenizer, example, max_length) for example in examples]
+    encoded = parallel.shard([encode_example(tokenizer, example, max_length) for example in examples])
     total, count = 0.0, 0
     for batch in batches(encoded, batch_size, tokenizer.pad_token_id, device):
         loss, tokens = summed_target_loss(model, batch)
         total, count = total + float(loss), count + tokens
     model.train(was_training)
+    total, count = parallel.sum(torch.tensor([total, count], dtype=torch.float64)).tolist()
     return total / max(count, 1)
 
 
@@ -121,10 +129,13 @@ def train_parameters(
     config: TrainingConfig,
     seed: int,
     description: str = "training",
+    parallel: DataParallel = SINGLE_PROCESS,
 ) -> list[dict]:
     """Train only `parameters` on `train` with AdamW; restore the state with the lowest dev loss; return the history.
 
-    Raises TrainingDiverged (after restoring the best state) when the loss stops being finite.
+    Under `parallel`, each process computes its slice of every batch and the gradients are summed, which is the
+    single-process step on the whole batch. Raises TrainingDiverged (after restoring the best state) when the loss
+    stops being finite.
     """
     if not train:
         raise ValueError(f"{description}: no training examples")
@@ -144,26 +155,37 @@ def train_parameters(
         if not order:
             order = length_grouped_order(encoded, config.batch_size, generator)
         batch_items = [encoded[order.pop()] for _ in range(min(config.batch_size, len(order)))]
-        loss_sum, tokens = summed_target_loss(model, collate(batch_items, tokenizer.pad_token_id, device))
-        loss = loss_sum / max(tokens, 1)
-        if not torch.isfinite(loss):
+        loss = local_batch_loss(model, parallel.shard(batch_items), target_token_count(batch_items), tokenizer, device)
+        batch_loss = parallel.sum(loss.detach().clone())  # the whole batch's loss, the same on every process
+        if not torch.isfinite(batch_loss):
             _restore(parameters, best_state)
-            raise TrainingDiverged(f"{description}: loss is {float(loss)} at step {step}; best parameters restored")
+            raise TrainingDiverged(f"{description}: loss is {float(batch_loss)} at step {step}; best parameters restored")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:
+            loss.backward()
+        parallel.sum_gradients(parameters)
         optimizer.step()
         scheduler.step()
         if (step + 1) % check_every == 0 or step + 1 == total_steps:
-            dev_loss = mean_target_loss(model, tokenizer, dev, max_length=config.max_length) if dev else float(loss)
+            dev_loss = (mean_target_loss(model, tokenizer, dev, max_length=config.max_length, parallel=parallel)
+                        if dev else batch_loss.item())  # fmt: skip
             model.train()
-            history.append({"step": step + 1, "train_loss": loss.item(), "dev_loss": dev_loss})
-            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, loss.item(), dev_loss)
+            history.append({"step": step + 1, "train_loss": batch_loss.item(), "dev_loss": dev_loss})
+            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, batch_loss.item(), dev_loss)
             if dev_loss < best_loss:
                 best_loss, best_state = dev_loss, [p.detach().clone() for p in parameters]
     if config.evaluations:
         _restore(parameters, best_state)
     model.eval()
     return history
+
+
+def local_batch_loss(model, items: list[EncodedExample], batch_tokens: int, tokenizer, device) -> torch.Tensor:
+    """This process's share of the batch's mean target loss: its summed loss over the whole batch's token count."""
+    if not items:
+        return torch.zeros((), device=device)
+    loss_sum, _ = summed_target_loss(model, collate(items, tokenizer.pad_token_id, device))
+    return loss_sum / max(batch_tokens, 1)
 
 
 def length_grouped_order(encoded: list[EncodedExample], batch_size: int, generator: torch.Generator) -> list[int]:

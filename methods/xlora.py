@@ -77,7 +77,7 @@ class XLora:
         cell = self.cell
         self.history = train_parameters(
             self.model, cell.tokenizer, list(self.classifier.values()), cell.train, cell.dev, self.config.training(),
-            seed=cell.seed, description=f"xlora {cell.task}-{cell.language}",
+            seed=cell.seed, description=f"xlora {cell.task}-{cell.language}", parallel=cell.parallel,
         )  # fmt: skip
 
     def save(self, directory: Path) -> None:

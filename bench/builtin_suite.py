@@ -24,8 +24,9 @@ from bench.models import load_model
 from bench.storage import atomic_directory
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.tokenizer_training import train_tokenizer
-from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo, write_zoo
-from methods.lora_training import LoraSettings, train_lora
+from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo
+from bench.zoo_builder import build_zoo
+from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
@@ -125,16 +126,9 @@ def build_cache_entry(settings: BuiltinSettings, directory: Path) -> None:
     tokenizer.save_pretrained(directory / "base")
     timings = {"pretrain": time.perf_counter() - started}
     base_id = f"lora-compose-bench/builtin-{settings.key()}"
-    entries = []
-    for entry, examples in adapter_datasets(settings).items():
-        started = time.perf_counter()
-        base_copy = LlamaForCausalLM.from_pretrained(directory / "base")
-        peft_model = train_lora(base_copy, tokenizer, examples, [], settings.adapter, settings.adapter_training,
-                                settings.seed, base_id, description=f"adapter {entry.name}")  # fmt: skip
-        peft_model.save_pretrained(str(directory / "zoo" / entry.path))
-        entries.append(entry)
-        timings[entry.name] = time.perf_counter() - started
-    write_zoo(directory / "zoo", base_id, entries)
+    timings |= build_zoo(lambda: LlamaForCausalLM.from_pretrained(directory / "base"), tokenizer,
+                         adapter_datasets(settings), settings.adapter, settings.adapter_training, settings.seed, base_id,
+                         directory / "zoo")  # fmt: skip
     (directory / "build.json").write_text(json.dumps({"base_model_id": base_id, "seconds": timings}, indent=1))
 
 

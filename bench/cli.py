@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--cache-dir", default=Path(".cache/lora_compose_bench"), type=Path, help="built models and zoos")
+    parser.add_argument("--data-dir", type=Path, help="public data sets (real and paper suites; see README)")
+    parser.add_argument("--checkpoints", type=Path, help="the released LoRA-Flow adapters and gates (paper suite)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE", help="a method option")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and fits")
     parser.add_argument("--allow-pickle", action="store_true", help="load pickle .bin adapters (tensors only)")
@@ -82,7 +84,8 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
         force=arguments.force,
         method_options=parse_method_options(arguments.set, methods),
         suite_options=SuiteOptions(
-            cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype, allow_pickle=arguments.allow_pickle
+            cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype, allow_pickle=arguments.allow_pickle,
+            data_dir=arguments.data_dir, checkpoints_dir=arguments.checkpoints,
         ),
     )
 

@@ -35,6 +35,8 @@ class SuiteOptions:
     device: str = "auto"
     dtype: str = "float32"
     allow_pickle: bool = False  # load pickle `.bin` adapters (tensors only, weights_only=True); refused otherwise
+    data_dir: Path | None = None  # the public data sets (real and paper suites); None: $LORA_COMPOSE_BENCH_DATA
+    checkpoints_dir: Path | None = None  # the released LoRA-Flow adapters and gates (paper suite)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from methods.fusion_gate import (
 )
 from methods.multi_lora import attach_adapters, find_decoder_layers
 from methods.registry import Cell, register_method
+from methods.released_gates import read_released_gates, released_gate_path
 from methods.training import TrainingConfig, train_parameters
 
 GATES_FILE = "gates.safetensors"
@@ -73,6 +74,9 @@ class LoraFlowConfig(LoraFlowTraining):
     temperature: float = 1.0  # blocks.py: softmax(scores / T) with T = 1
     bias_init: tuple[float, ...] = ()  # empty: (-1/k, ..., -1/k, 1 - 1/k), the official (-0.5, +0.5) for k = 2
     weight_init_std: float = 0.0  # 0: W = 0 as official (ModelCenter Linear, cps=3 -> zeros_); > 0: N(0, std^2)
+    # A file or the released `Gates/` folder (<language>_<task>.pt) of Bowen232/LoRA-Flow: fit() loads the authors'
+    # trained gates instead of training (the paper suite's "released gates" row); empty: train as usual.
+    gates_from: str = ""
 
 
 def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
@@ -134,12 +138,25 @@ class LoraFlow:
         return sum(parameter.numel() for parameter in self.gate_parameters())
 
     def fit(self) -> None:
-        """Train the gates only (AdamW, loss on the answer tokens); keep the ones with the lowest dev loss."""
+        """Train the gates only (AdamW, loss on the answer tokens); keep the ones with the lowest dev loss.
+        With `gates_from`, load the authors' released gates for this cell instead."""
         cell = self.cell
+        if self.config.gates_from:
+            self._load_released_gates(released_gate_path(Path(self.config.gates_from), cell.task, cell.language))
+            return
         self.history = train_parameters(
             self.model, cell.tokenizer, self.gate_parameters(), cell.train, cell.dev, self.config.training(),
             seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}", parallel=cell.parallel,
         )  # fmt: skip
+
+    def _load_released_gates(self, path: Path) -> None:
+        hidden_size = self.gates[0].weight.shape[1]
+        released = read_released_gates(path, len(self.gates), len(self.adapter_names), hidden_size)
+        with torch.no_grad():
+            for gate, (weight, bias) in zip(self.gates, released):
+                gate.weight.copy_(weight)
+                gate.bias.copy_(bias)
+        self.history = [{"released_gates": str(path)}]
 
     def _gates_config(self) -> dict:
         return {

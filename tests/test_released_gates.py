@@ -1,0 +1,63 @@
+"""The authors' released gate files (BMTrain key names, torch pickle of tensors) load into our LoRA-Flow gates."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from bench.suites import SuiteOptions, load_suite
+from methods.loraflow import LoraFlow, LoraFlowConfig
+from methods.registry import Cell
+from methods.released_gates import ReleasedGateError
+
+
+@pytest.fixture(scope="module")
+def suite(tiny_suite):
+    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
+
+
+def cell_of(suite) -> Cell:
+    data = suite.cells[("math", "zh")]
+    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
+                train=data.train, dev=data.dev, seed=0, task="math", language="zh", base_model_id=suite.base_model_id)  # fmt: skip
+
+
+def released_file(folder, layers: int, adapters: int, hidden: int, bias_shape=None) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(5)
+    tensors = {}
+    for layer in range(layers):
+        tensors[f"encoder.layers.{layer}.lora_fusion_gate.weight"] = torch.randn(adapters, hidden, generator=generator).half()
+        tensors[f"encoder.layers.{layer}.weight_bias"] = torch.randn(bias_shape or (adapters,), generator=generator)
+        tensors[f"encoder.layers.{layer}.self_att.self_attention.project_q.weight"] = torch.zeros(2, 2)  # other keys pass
+    folder.mkdir(exist_ok=True)
+    torch.save(tensors, folder / "zh_math.pt")
+    return tensors
+
+
+def test_released_gates_load_by_cell_name_and_drive_the_gates(suite, tmp_path):
+    hidden = suite.model.config.hidden_size
+    tensors = released_file(tmp_path / "Gates", layers=2, adapters=2, hidden=hidden, bias_shape=(1, 2))
+    method = LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path / "Gates")))
+    method.fit()
+    for layer, gate in enumerate(method.gates):
+        assert torch.equal(gate.weight, tensors[f"encoder.layers.{layer}.lora_fusion_gate.weight"].float())
+        assert torch.equal(gate.bias, tensors[f"encoder.layers.{layer}.weight_bias"].reshape(-1))
+    assert method.history == [{"released_gates": str(tmp_path / "Gates" / "zh_math.pt")}]
+
+
+@pytest.mark.parametrize(
+    ("layers", "adapters", "message"),
+    [(3, 2, "gates for 3 layers, the model has 2"), (2, 3, r"layer 0 has W \(3, 32\) and b of 3 values")],
+)
+def test_released_gates_that_do_not_fit_are_named(suite, tmp_path, layers, adapters, message):
+    released_file(tmp_path, layers=layers, adapters=adapters, hidden=suite.model.config.hidden_size)
+    method = LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path / "zh_math.pt")))
+    with pytest.raises(ReleasedGateError, match=message):
+        method.fit()
+
+
+def test_missing_gate_file_names_the_expected_path(suite, tmp_path):
+    with pytest.raises(ReleasedGateError, match="zh_math.pt: no released gate file"):
+        LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path))).fit()

@@ -32,7 +32,7 @@ from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
 from tasks.builtin.corpora import general_text, parallel_pairs
 from tasks.builtin.math_problems import math_examples
-from tasks.examples import Example
+from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,6 @@ class BuiltinSettings:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def as_text_examples(texts: list[str], prefix: str) -> list[Example]:
-    """Plain text as examples whose whole text is the target (language-model pretraining)."""
-    return [Example(id=f"{prefix}-{index}", prompt="", target=text) for index, text in enumerate(texts)]
-
-
 def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     texts = list(general_text("en", settings.english_texts, settings.seed))
     for language in COMPOSITE_LANGUAGES:
@@ -94,7 +89,7 @@ def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]
     for language in COMPOSITE_LANGUAGES:
         entry = ZooEntry(name=f"language_{language}", path=f"language_{language}", role="language", language=language)
         texts = general_text(language, settings.language_texts, settings.seed + 2)
-        datasets[entry] = as_text_examples(texts, entry.name)
+        datasets[entry] = text_examples(texts, entry.name)
     for skill, make in SKILL_DATA.items():
         entry = ZooEntry(name=f"skill_{skill}", path=f"skill_{skill}", role="skill", skill=skill)
         datasets[entry] = make("en", "adapter", settings.skill_examples, settings.seed)
@@ -112,7 +107,7 @@ def pretrain_base_model(settings: BuiltinSettings, texts: list[str]):
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
     model = LlamaForCausalLM(config)
-    examples = as_text_examples(texts, "pretrain")
+    examples = text_examples(texts, "pretrain")
     train_parameters(model, tokenizer, list(model.parameters()), examples, [], settings.pretraining, settings.seed,
                      description="pretrain base")  # fmt: skip
     return model.eval(), tokenizer

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
+import bench.real_suite  # noqa: F401  (registers the real and paper suites)
 from bench.figures import draw_all_figures
 from bench.grid import GridSpec, is_first_process, run_grid
 from bench.report import write_report

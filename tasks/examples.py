@@ -76,3 +76,8 @@ def write_examples(path: Path, examples: list[Example]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(dataclasses.asdict(example), ensure_ascii=False) for example in examples]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def text_examples(texts: list[str], prefix: str) -> list[Example]:
+    """Plain text as examples whose whole text is the target (language-model training on raw text)."""
+    return [Example(id=f"{prefix}-{index}", prompt="", target=text) for index, text in enumerate(texts)]

@@ -1,0 +1,111 @@
+"""The real tier and the paper setting, on small files of the real formats: the paper's cells, a zoo built once by
+the shared zoo builder from catalogs / GSM8K / library functions, the released adapters and gates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.generation import generate_completions
+from bench.grid import _make_cell
+from bench.real_suite import CATALOG_WHEELS, PaperSettings, RealSettings, load_paper_suite, load_real_suite
+from bench.suites import SuiteOptions
+from methods.lora_training import LoraSettings
+from methods.loraflow import LoraFlow, LoraFlowConfig
+from methods.training import TrainingConfig
+from tests.conftest import random_lora, tiny_llama
+from tests.test_real_corpora import mo_bytes
+from tests.test_real_data import shared_data
+
+TEXTS = {"zh": ["打开这个文件夹里的所有文件", "保存对这个笔记本所做的更改"], "ru": ["Сохранить все изменения в файле", "Открыть новую вкладку браузера"],
+         "es": ["Guardar todos los cambios del archivo", "Abrir una nueva pestaña del navegador"]}  # fmt: skip
+CODES = {"zh": "zh_Hans", "ru": "ru", "es": "es"}
+
+
+def small_data(tmp_path: Path, lines: int = 3) -> Path:
+    """The first `lines` records of every LoRA-Flow split and of GSM8K: the real formats, small."""
+    source, target = shared_data("loraflow"), tmp_path / "data"
+    for path in (source / "loraflow").rglob("*.jsonl"):
+        copy = target / path.relative_to(source)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:lines]), encoding="utf-8")
+    shutil.copy(source / "loraflow" / "system_prompts.json", target / "loraflow" / "system_prompts.json")
+    (target / "gsm8k").mkdir()
+    gsm8k = (shared_data("gsm8k") / "gsm8k" / "train.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    (target / "gsm8k" / "train.jsonl").write_text("".join(gsm8k[:12]), encoding="utf-8")
+    return target
+
+
+def write_catalog_wheels(folder: Path) -> None:
+    """Wheels named as pinned, holding tiny catalogs, so no download happens."""
+    folder.mkdir(parents=True)
+    for requirement in CATALOG_WHEELS:
+        name, version = requirement.split("==")
+        with zipfile.ZipFile(folder / f"{name.replace('-', '_')}-{version}-py3-none-any.whl", "w") as wheel:
+            for language, texts in TEXTS.items():
+                entries = {f"{name} {index}": text for index, text in enumerate(texts)}
+                wheel.writestr(f"{name}/locale/{CODES[language]}/LC_MESSAGES/messages.mo", mo_bytes(entries))
+
+
+def tiny_real_settings(tiny_suite: Path) -> RealSettings:
+    training = TrainingConfig(learning_rate=1e-3, batch_size=4, epochs=1, evaluations=0, max_length=64)
+    return RealSettings(base_model=str(tiny_suite / "model"), language_texts=4, math_examples=6, code_examples=6,
+                        text_chunk_characters=30, adapter=LoraSettings(rank=2, alpha=4), adapter_training=training)  # fmt: skip
+
+
+def test_real_suite_builds_its_zoo_once_on_the_papers_cells(tiny_suite, tmp_path):
+    options = SuiteOptions(cache_dir=tmp_path / "cache", device="cpu", data_dir=small_data(tmp_path))
+    write_catalog_wheels(tmp_path / "cache" / "catalog-wheels")
+    suite = load_real_suite(options, tiny_real_settings(tiny_suite))
+    assert sorted(suite.adapters) == ["language_es", "language_ru", "language_zh", "skill_code", "skill_math"]
+    assert sorted(suite.cells) == sorted((s, l) for s in ("math", "code") for l in ("zh", "ru", "es"))
+    assert suite.cells[("math", "zh")].test[0].id.startswith("loraflow-math-zh-test")
+    (build,) = (tmp_path / "cache").glob("real-*/build.json")
+    record = json.loads(build.read_text())
+    # zh's two short strings join into one 30-character passage; ru's and es's are long enough alone
+    assert record["examples"] == {"language_zh": 1, "language_ru": 2, "language_es": 2, "skill_math": 6, "skill_code": 6}
+    stamp = build.stat().st_mtime_ns
+    load_real_suite(options, tiny_real_settings(tiny_suite))
+    assert build.stat().st_mtime_ns == stamp  # reused, not rebuilt
+
+
+def test_real_suite_without_data_names_the_option(capsys):
+    assert main(["--suite", "real", "--methods", "base", "--out", "/tmp/unused-real"]) == 2
+    assert "--data-dir: the real and paper suites read the public data sets" in capsys.readouterr().err
+
+
+def write_released_checkpoints(folder: Path, tiny_suite: Path) -> None:
+    vocab = json.loads((tiny_suite / "model" / "config.json").read_text())["vocab_size"]
+    for seed, name in enumerate(("zh", "ru", "es", "math", "code")):
+        random_lora(tiny_llama(vocab), folder / "LoRAs" / f"{name}_lora", seed=seed + 10)
+    gates = {}
+    for layer in range(2):
+        gates[f"encoder.layers.{layer}.lora_fusion_gate.weight"] = torch.ones(2, 32)
+        gates[f"encoder.layers.{layer}.weight_bias"] = torch.tensor([0.25, -0.25])
+    (folder / "Gates").mkdir()
+    torch.save(gates, folder / "Gates" / "es_math.pt")
+
+
+def test_paper_suite_loads_released_adapters_and_evaluates_released_gates(tiny_suite, tmp_path):
+    data = small_data(tmp_path)
+    write_released_checkpoints(tmp_path / "checkpoints", tiny_suite)
+    options = SuiteOptions(device="cpu", data_dir=data, checkpoints_dir=tmp_path / "checkpoints")
+    suite = load_paper_suite(options, PaperSettings(base_model=str(tiny_suite / "model"), max_new_tokens={"math": 4, "code": 4}))
+    assert [adapter.name for adapter in suite.cell_adapters("code", "ru")] == ["ru", "code"]
+    cell = _make_cell(suite, "math", "es", 0, tmp_path / "shared")
+    method = LoraFlow(cell, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
+    method.fit()
+    assert all(torch.equal(gate.bias, torch.tensor([0.25, -0.25])) for gate in method.gates)
+    prompts = [example.prompt for example in suite.cells[("math", "es")].test[:2]]
+    assert len(generate_completions(method.model, suite.tokenizer, prompts, max_new_tokens=4)) == 2
+
+
+def test_paper_suite_without_checkpoints_says_how_to_get_them(tmp_path, capsys):
+    assert main(["--suite", "paper", "--methods", "base", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "huggingface-cli download Bowen232/LoRA-Flow" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.grid import cell_path
-from bench.report import read_cells, summary_table
+from bench.report import read_cells, summary_table, write_report
 
 STATIC_METHODS = "base,lora,average"
 
@@ -104,3 +104,18 @@ def test_second_run_into_the_same_folder_is_refused(tiny_suite, tmp_path, capsys
         assert run(tiny_suite, out) == 2
     assert "another run is writing into this folder" in capsys.readouterr().err
     assert run(tiny_suite, out) == 0
+
+
+def test_report_prints_the_papers_numbers_beside_suites_on_the_papers_cells(tmp_path):
+    for suite in ("real", "builtin"):
+        for method, score in (("loraflow", 30.0), ("oracle", 50.0)):
+            path = tmp_path / "cells" / suite / method / "math-zh-seed0.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            record = {"method": method, "suite": suite, "task": "math", "language": "zh", "seed": 0, "metric": "accuracy",
+                      "score": score, "n": 20}  # fmt: skip
+            path.write_text(json.dumps(record))
+    text = write_report(tmp_path)["markdown"].read_text()
+    real, builtin = text.split("## suite: real")[1], text.split("## suite: real")[0]
+    assert "The paper's numbers for these rows" in real and "The paper's numbers" not in builtin
+    paper_rows = real.split("The paper's numbers for these rows")[1]
+    assert "| loraflow |      33.2 |      37.6 |        42 |       37.6 |" in paper_rows and "oracle" not in paper_rows

@@ -27,7 +27,6 @@ tuples, words) `answer` is "" and only the target holds the reference.
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import logging
 import re

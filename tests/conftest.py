@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -12,7 +13,9 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.tokenizer_training import train_tokenizer
+from bench.suites import SuiteOptions, load_suite
 from bench.zoo import ZooEntry, write_zoo
+from methods.registry import Cell
 from tasks.examples import Example, write_examples
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never wait on a hub
@@ -92,6 +95,23 @@ def tiny_suite(tmp_path_factory, tiny_tokenizer) -> Path:
              "max_new_tokens": {"math": 6}}  # fmt: skip
     (root / "suite.json").write_text(json.dumps(suite, indent=1))
     return root
+
+
+@pytest.fixture(scope="session")
+def suite(tiny_suite):
+    """The tiny suite, loaded once; methods get deep copies of its model (the contract test checks they do)."""
+    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
+
+
+def tiny_cell(suite, **fields) -> Cell:
+    """The tiny suite's math/zh cell with a private copy of the base model; `fields` replace any Cell field."""
+    data = suite.cells[("math", "zh")]
+    values = dict(
+        model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
+        train=data.train, dev=data.dev, seed=0, task="math", language="zh", zoo=list(suite.adapters.values()),
+        base_model_id=suite.base_model_id,
+    )  # fmt: skip
+    return Cell(**(values | fields))
 
 
 FIGURES: dict[str, str] = {}  # what the reliability tests measured, printed after the run

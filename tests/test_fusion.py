@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
-from bench.suites import SuiteOptions, load_suite
 from methods.average import Average
 from methods.fusion import Fusion, FusionConfig
 from methods.registry import Cell
 from methods.training import mean_target_loss
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_suite):
-    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
+from tests.conftest import tiny_cell
 
 
 def cell_of(suite, adapters=None) -> Cell:
     data = suite.cells[("math", "zh")]
-    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer,
-                adapters=adapters or suite.cell_adapters("math", "zh"), train=data.train * 4, dev=data.dev, seed=0,
-                base_model_id=suite.base_model_id)  # fmt: skip
+    return tiny_cell(suite, adapters=adapters or suite.cell_adapters("math", "zh"), train=data.train * 4)
 
 
 def logits(model, input_ids):

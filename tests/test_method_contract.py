@@ -6,14 +6,13 @@ and only the method's own parameters may change the base model's behaviour.
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 
 from bench.generation import generate_completions
-from bench.suites import SuiteOptions, load_suite
 from methods.registry import Cell, load_all_methods, make_config
+from tests.conftest import tiny_cell
 
 # Small budgets so every method fits in seconds; every other option keeps its paper default.
 FAST_OPTIONS = {
@@ -28,18 +27,9 @@ FAST_OPTIONS = {
 METHOD_NAMES = sorted(load_all_methods())
 
 
-@pytest.fixture(scope="module")
-def suite(tiny_suite):
-    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
-
-
 def make_cell(suite, seed: int, shared_directory) -> Cell:
-    data = suite.cells[("math", "zh")]
-    return Cell(
-        model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
-        train=data.train, dev=data.dev, seed=seed, task="math", language="zh", zoo=list(suite.adapters.values()),
-        composite_train=data.train * 4, base_model_id=suite.base_model_id, shared_directory=shared_directory,
-    )  # fmt: skip
+    train = suite.cells[("math", "zh")].train
+    return tiny_cell(suite, seed=seed, composite_train=train * 4, shared_directory=shared_directory)
 
 
 def completions(method, suite) -> list[str]:

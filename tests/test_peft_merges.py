@@ -8,26 +8,15 @@ import pytest
 import torch
 from peft import PeftModel
 
-from bench.suites import SuiteOptions, load_suite
 from methods.average import Average
 from methods.lorahub import LoraHub, LoraHubConfig
 from methods.peft_merges import PeftMergeConfig
-from methods.registry import Cell, load_all_methods
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_suite):
-    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
-
-
-def cell_of(suite) -> Cell:
-    data = suite.cells[("math", "zh")]
-    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
-                train=data.train, dev=data.dev, seed=0, base_model_id=suite.base_model_id)  # fmt: skip
+from methods.registry import load_all_methods
+from tests.conftest import tiny_cell
 
 
 def merged(name: str, suite, config: PeftMergeConfig | None = None):
-    method = load_all_methods()[name](cell_of(suite), config)
+    method = load_all_methods()[name](tiny_cell(suite), config)
     method.fit()
     return method
 
@@ -54,31 +43,31 @@ def test_merge_equals_peft_on_the_adapter_folders(name, suite):
 def test_cat_with_equal_weights_is_average_and_one_hot_is_that_adapter(suite):
     input_ids = torch.randint(3, 250, (2, 8))
     cat = merged("cat", suite)
-    torch.testing.assert_close(logits(cat.model, input_ids), logits(Average(cell_of(suite)).model, input_ids), rtol=1e-5, atol=1e-5)
-    first = Average(cell_of(suite), Average.Config(weights=(1.0, 0.0)))
+    torch.testing.assert_close(logits(cat.model, input_ids), logits(Average(tiny_cell(suite)).model, input_ids), rtol=1e-5, atol=1e-5)
+    first = Average(tiny_cell(suite), Average.Config(weights=(1.0, 0.0)))
     torch.testing.assert_close(logits(merged("cat", suite, PeftMergeConfig(weights=(1.0, 0.0))).model, input_ids),
                                logits(first.model, input_ids), rtol=1e-5, atol=1e-5)  # fmt: skip
 
 
 def test_wrong_weight_count_is_named(suite):
     with pytest.raises(ValueError, match="--set ties.weights: got 3 weights for 2 adapters"):
-        load_all_methods()["ties"](cell_of(suite), PeftMergeConfig(weights=(1.0, 1.0, 1.0)))
+        load_all_methods()["ties"](tiny_cell(suite), PeftMergeConfig(weights=(1.0, 1.0, 1.0)))
 
 
 def test_lorahub_searched_weights_are_lorahubs_own_and_cat_applies_them_exactly(suite):
     searched = merged("cat", suite, PeftMergeConfig(weight_search="lorahub", search_budget=6))
-    hub = LoraHub(cell_of(suite), LoraHubConfig(max_inference_step=6))
+    hub = LoraHub(tiny_cell(suite), LoraHubConfig(max_inference_step=6))
     hub.fit()
     assert searched.record["weights"] == hub.weights and len(searched.history) == 6
     input_ids = torch.randint(3, 250, (2, 8))
-    static = Average(cell_of(suite), Average.Config(weights=tuple(hub.weights)))
+    static = Average(tiny_cell(suite), Average.Config(weights=tuple(hub.weights)))
     torch.testing.assert_close(logits(searched.model, input_ids), logits(static.model, input_ids), rtol=1e-5, atol=1e-5)
 
 
 def test_saved_merge_reloads_to_the_same_model(suite, tmp_path):
     searched = merged("ties", suite, PeftMergeConfig(weight_search="lorahub", search_budget=4))
     searched.save(tmp_path)
-    reloaded = load_all_methods()["ties"](cell_of(suite), PeftMergeConfig(weight_search="lorahub", search_budget=4))
+    reloaded = load_all_methods()["ties"](tiny_cell(suite), PeftMergeConfig(weight_search="lorahub", search_budget=4))
     reloaded.load(tmp_path)
     input_ids = torch.randint(3, 250, (2, 8))
     assert torch.equal(logits(searched.model, input_ids), logits(reloaded.model, input_ids))
@@ -86,6 +75,6 @@ def test_saved_merge_reloads_to_the_same_model(suite, tmp_path):
 
 def test_given_weights_and_weight_search_exclude_each_other(suite):
     with pytest.raises(ValueError, match="--set dare_ties.weights and dare_ties.weight_search=lorahub"):
-        load_all_methods()["dare_ties"](cell_of(suite), PeftMergeConfig(weights=(0.5, 0.5), weight_search="lorahub"))
+        load_all_methods()["dare_ties"](tiny_cell(suite), PeftMergeConfig(weights=(0.5, 0.5), weight_search="lorahub"))
     with pytest.raises(ValueError, match="--set svd.weight_search=grid: valid: none, lorahub"):
-        load_all_methods()["svd"](cell_of(suite), PeftMergeConfig(weight_search="grid"))
+        load_all_methods()["svd"](tiny_cell(suite), PeftMergeConfig(weight_search="grid"))

@@ -8,7 +8,6 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import pytest
 import torch
 
 from bench.cli import main

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
-from bench.suites import SuiteOptions, load_suite
 from methods.loraflow import LoraFlow, LoraFlowConfig
-from methods.registry import Cell
 from methods.released_gates import ReleasedGateError
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_suite):
-    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
-
-
-def cell_of(suite) -> Cell:
-    data = suite.cells[("math", "zh")]
-    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
-                train=data.train, dev=data.dev, seed=0, task="math", language="zh", base_model_id=suite.base_model_id)  # fmt: skip
+from tests.conftest import tiny_cell
 
 
 def released_file(folder, layers: int, adapters: int, hidden: int, bias_shape=None) -> dict[str, torch.Tensor]:
@@ -39,7 +25,7 @@ def released_file(folder, layers: int, adapters: int, hidden: int, bias_shape=No
 def test_released_gates_load_by_cell_name_and_drive_the_gates(suite, tmp_path):
     hidden = suite.model.config.hidden_size
     tensors = released_file(tmp_path / "Gates", layers=2, adapters=2, hidden=hidden, bias_shape=(1, 2))
-    method = LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path / "Gates")))
+    method = LoraFlow(tiny_cell(suite), LoraFlowConfig(gates_from=str(tmp_path / "Gates")))
     method.fit()
     for layer, gate in enumerate(method.gates):
         assert torch.equal(gate.weight, tensors[f"encoder.layers.{layer}.lora_fusion_gate.weight"].float())
@@ -53,11 +39,11 @@ def test_released_gates_load_by_cell_name_and_drive_the_gates(suite, tmp_path):
 )
 def test_released_gates_that_do_not_fit_are_named(suite, tmp_path, layers, adapters, message):
     released_file(tmp_path, layers=layers, adapters=adapters, hidden=suite.model.config.hidden_size)
-    method = LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path / "zh_math.pt")))
+    method = LoraFlow(tiny_cell(suite), LoraFlowConfig(gates_from=str(tmp_path / "zh_math.pt")))
     with pytest.raises(ReleasedGateError, match=message):
         method.fit()
 
 
 def test_missing_gate_file_names_the_expected_path(suite, tmp_path):
     with pytest.raises(ReleasedGateError, match="zh_math.pt: no released gate file"):
-        LoraFlow(cell_of(suite), LoraFlowConfig(gates_from=str(tmp_path))).fit()
+        LoraFlow(tiny_cell(suite), LoraFlowConfig(gates_from=str(tmp_path))).fit()

@@ -8,25 +8,13 @@ import copy
 import pytest
 import torch
 
-from bench.suites import SuiteOptions, load_suite
 from methods.multi_lora import attach_adapters
-from methods.registry import Cell
 from methods.xlora import XLora, XLoraMethodConfig
-
-
-@pytest.fixture(scope="module")
-def suite(tiny_suite):
-    return load_suite(str(tiny_suite), SuiteOptions(device="cpu"))
-
-
-def cell_of(suite) -> Cell:
-    data = suite.cells[("math", "zh")]
-    return Cell(model=copy.deepcopy(suite.model), tokenizer=suite.tokenizer, adapters=suite.cell_adapters("math", "zh"),
-                train=data.train, dev=data.dev, seed=0, task="math", language="zh", base_model_id=suite.base_model_id)  # fmt: skip
+from tests.conftest import tiny_cell
 
 
 def test_scalings_come_from_the_base_models_last_hidden_state_and_weight_every_layer(suite):
-    method = XLora(cell_of(suite))
+    method = XLora(tiny_cell(suite))
     with torch.no_grad():
         for parameter in method.classifier.values():
             parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
@@ -44,7 +32,7 @@ def test_scalings_come_from_the_base_models_last_hidden_state_and_weight_every_l
 
 
 def test_fit_trains_the_classifier_only_and_keeps_the_best_dev_loss(suite):
-    method = XLora(cell_of(suite), XLoraMethodConfig(learning_rate=5e-2, epochs=2, evaluations=2, warmup_ratio=0.0))
+    method = XLora(tiny_cell(suite), XLoraMethodConfig(learning_rate=5e-2, epochs=2, evaluations=2, warmup_ratio=0.0))
     before = {name: value.detach().clone() for name, value in method.model.named_parameters()}
     method.fit()
     changed = {name for name, value in method.model.named_parameters() if not torch.equal(value, before[name])}
@@ -54,10 +42,10 @@ def test_fit_trains_the_classifier_only_and_keeps_the_best_dev_loss(suite):
 
 
 def test_reload_checks_adapters(suite, tmp_path):
-    method = XLora(cell_of(suite), XLoraMethodConfig(epochs=1, evaluations=1))
+    method = XLora(tiny_cell(suite), XLoraMethodConfig(epochs=1, evaluations=1))
     method.fit()
     method.save(tmp_path)
-    other = cell_of(suite)
+    other = tiny_cell(suite)
     other.adapters = list(reversed(other.adapters))
     with pytest.raises(ValueError, match="xlora.json: X-LoRA classifier for adapters"):
         XLora(other).load(tmp_path)

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from methods.loraflow import LoraFlowTraining
 from methods.multi_lora import attach_adapters
-from methods.registry import Cell, register_method
+from methods.registry import Cell, read_saved_record, register_method
 from methods.training import train_parameters
 
 WEIGHTS_FILE = "fusion_weights.safetensors"
@@ -61,12 +61,7 @@ class Fusion:
         (directory / CONFIG_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
     def load(self, directory: Path) -> None:
-        record = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        if record["adapters"] != self.adapter_names or record["base_model"] != self.cell.base_model_id:
-            raise ValueError(
-                f"{directory / CONFIG_FILE}: fusion weights for adapters {record['adapters']} on "
-                f"'{record['base_model']}', not {self.adapter_names} on '{self.cell.base_model_id}'"
-            )
+        record = read_saved_record(directory / CONFIG_FILE, self.cell, "fusion weights")
         with torch.no_grad():
             self.weights.copy_(load_file(str(directory / WEIGHTS_FILE))["weights"])
         self.history = record["history"]

@@ -21,7 +21,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from methods.lora_adapter import AdapterError, LoraAdapter
 from methods.lora_composition import stack_candidate_tensors
 from methods.lorahub import LoraHubConfig, search_cell_weights
-from methods.registry import Cell, register_method
+from methods.registry import Cell, read_saved_record, register_method
 
 MERGED_ADAPTER = "merged"
 RESULT_FILE = "merge.json"
@@ -93,13 +93,8 @@ class PeftMerge:
         (Path(directory) / RESULT_FILE).write_text(json.dumps(self.record, indent=1) + "\n", encoding="utf-8")
 
     def load(self, directory: Path) -> None:
-        path = Path(directory) / RESULT_FILE
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record["adapters"] != self.adapter_names or record["base_model"] != self.cell.base_model_id:
-            raise ValueError(f"{path}: merge weights for adapters {record['adapters']} on '{record['base_model']}', "
-                             f"not {self.adapter_names} on '{self.cell.base_model_id}'")  # fmt: skip
-        self.record = record
-        self._merge(record["weights"])
+        self.record = read_saved_record(Path(directory) / RESULT_FILE, self.cell, "merge weights")
+        self._merge(self.record["weights"])
 
     @property
     def history(self) -> list[dict]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 import types
 import typing
@@ -41,6 +42,17 @@ class Cell:
     base_model_id: str = ""
     shared_directory: Path | None = None  # for what a method learns once and reuses in every cell (saved atomically)
     parallel: DataParallel = SINGLE_PROCESS  # this process's share of data-parallel training (pass to train_parameters)
+
+
+def read_saved_record(path: Path, cell: Cell, what: str) -> dict:
+    """The JSON record a method saved beside what it learned, checked to be for this cell's adapters and base model
+    (it names them as `adapters` and `base_model`); a mismatch names the file and both sides."""
+    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    names = [adapter.name for adapter in cell.adapters]
+    if record.get("adapters") != names or record.get("base_model") != cell.base_model_id:
+        raise ValueError(f"{path}: {what} for adapters {record.get('adapters')} on '{record.get('base_model')}', "
+                         f"not {names} on '{cell.base_model_id}'")  # fmt: skip
+    return record
 
 
 class CompositionMethod(Protocol):

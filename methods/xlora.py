@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from methods.lora_adapter import export_peft_adapter
 from methods.loraflow import LoraFlowTraining
-from methods.registry import Cell, register_method
+from methods.registry import Cell, read_saved_record, register_method
 from methods.training import train_parameters
 
 CLASSIFIER_FILE = "xlora_classifier.safetensors"
@@ -87,11 +87,7 @@ class XLora:
         (Path(directory) / CONFIG_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
     def load(self, directory: Path) -> None:
-        path = Path(directory) / CONFIG_FILE
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record["adapters"] != self.adapter_names or record["base_model"] != self.cell.base_model_id:
-            raise ValueError(f"{path}: X-LoRA classifier for adapters {record['adapters']} on '{record['base_model']}', "
-                             f"not {self.adapter_names} on '{self.cell.base_model_id}'")  # fmt: skip
+        record = read_saved_record(Path(directory) / CONFIG_FILE, self.cell, "X-LoRA classifier")
         tensors = load_file(str(Path(directory) / CLASSIFIER_FILE))
         if set(tensors) != set(self.classifier):
             raise ValueError(f"{Path(directory) / CLASSIFIER_FILE}: holds {sorted(tensors)}, need {sorted(self.classifier)}")

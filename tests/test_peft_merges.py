@@ -12,7 +12,8 @@ from methods.average import Average
 from methods.lorahub import LoraHub, LoraHubConfig
 from methods.peft_merges import PeftMergeConfig
 from methods.registry import load_all_methods
-from tests.conftest import tiny_cell
+from methods.lora_adapter import AdapterError, load_lora_adapter
+from tests.conftest import random_lora, tiny_cell, tiny_llama
 
 
 def merged(name: str, suite, config: PeftMergeConfig | None = None):
@@ -78,3 +79,13 @@ def test_given_weights_and_weight_search_exclude_each_other(suite):
         load_all_methods()["dare_ties"](tiny_cell(suite), PeftMergeConfig(weights=(0.5, 0.5), weight_search="lorahub"))
     with pytest.raises(ValueError, match="--set svd.weight_search=grid: valid: none, lorahub"):
         load_all_methods()["svd"](tiny_cell(suite), PeftMergeConfig(weight_search="grid"))
+
+
+def test_a_merge_peft_cannot_do_names_the_adapters_and_the_reason(suite, tmp_path):
+    vocab = suite.model.config.vocab_size
+    other = load_lora_adapter(random_lora(tiny_llama(vocab), tmp_path / "rank2", seed=7, rank=2), name="rank2")
+    adapters = [suite.cell_adapters("math", "zh")[0], other]
+    linear = load_all_methods()["linear"](tiny_cell(suite, adapters=adapters))
+    with pytest.raises(AdapterError, match=r"linear: peft cannot merge adapters \['zh', 'rank2'\]: .*same r"):
+        linear.fit()
+    load_all_methods()["cat"](tiny_cell(suite, adapters=adapters)).fit()  # cat stacks ranks: any ranks go

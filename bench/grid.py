@@ -122,10 +122,8 @@ def run_grid(spec: GridSpec) -> list[Path]:
     parallel, suite_options = process_share(spec.suite_options)
     with exclusive_lock(spec.out) if parallel.is_main else contextlib.nullcontext():
         settings = {name: _settings_key(_config_record(configs[name]), spec.limit) for name in spec.methods}
-        pending = [
-            (method_name, task, language, seed) for method_name, task, language, seed in keys
-            if spec.force or not _check_existing(cell_path(spec.out, suite_name, method_name, task, language, seed), settings[method_name])
-        ]  # fmt: skip
+        pending = [key for key in keys
+                   if spec.force or not _check_existing(cell_path(spec.out, suite_name, *key), settings[key[0]])]  # fmt: skip
         parallel.barrier()  # every process has its list before the first cell is written
         started = time.perf_counter()
         suite: Suite | None = None
@@ -137,7 +135,8 @@ def run_grid(spec: GridSpec) -> list[Path]:
                 build_seconds = time.perf_counter() - started
             record = run_cell(suite, methods[method_name], configs[method_name], task, language, seed, spec, parallel)
             if parallel.is_main:
-                record.update(settings=settings[method_name], suite_build_seconds=round(build_seconds, 3), processes=parallel.world)
+                record.update(settings=settings[method_name], suite_build_seconds=round(build_seconds, 3),
+                              processes=parallel.world)  # fmt: skip
                 path = cell_path(spec.out, suite_name, method_name, task, language, seed)
                 write_json_atomic(path, record)
                 computed.append(path)

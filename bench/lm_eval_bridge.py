@@ -18,7 +18,6 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.tasks import TaskManager
 from lm_eval.utils import handle_non_serializable, make_table
 
-import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 from bench.cli import DEFAULT_SUITE, parse_method_options
 from bench.grid import _config_record, build_cell_method, cell_name
 from bench.storage import exclusive_lock, write_json_atomic
@@ -98,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--cache-dir", default=Path(".cache/lora_compose_bench"), type=Path, help="built suites")
+    parser.add_argument("--data-dir", type=Path, help="public data sets (real and paper suites)")
+    parser.add_argument("--checkpoints", type=Path, help="the released LoRA-Flow adapters and gates (paper suite)")
     return parser
 
 
@@ -132,7 +133,8 @@ def run_bridge(arguments: argparse.Namespace) -> tuple[dict, Path]:
     method_name, overrides, tasks = check_arguments(arguments)
     method_class = load_all_methods()[method_name]
     config = make_config(method_class, overrides)
-    options = SuiteOptions(cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype)
+    options = SuiteOptions(cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype,
+                           data_dir=arguments.data_dir, checkpoints_dir=arguments.checkpoints)  # fmt: skip
     suite = load_suite(arguments.suite, options)
     task, language, seed, out = arguments.task, arguments.lang, arguments.seed, arguments.out
     include = [arguments.include_path] if arguments.include_path else []

@@ -125,7 +125,7 @@ def test_math_answers_follow_from_their_worked_solutions(all_examples):
 def in_small_table(left: int, sign: str, right: int) -> bool:
     """The arithmetic table every step of a problem comes from (math_problems.py, SUM_LIMIT)."""
     if sign in "+-":
-        return 1 <= left <= SUM_LIMIT + 9 and 2 <= right <= 9
+        return 1 <= left <= SUM_LIMIT and 2 <= right <= 9
     if sign == "*":
         return 2 <= left <= 9 and 2 <= right <= 9
     return left % right == 0 and 2 <= right <= 9 and 2 <= left // right <= 9

@@ -31,7 +31,7 @@ from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
 from tasks.builtin.corpora import general_text, parallel_pairs
-from tasks.builtin.math_problems import math_examples
+from tasks.builtin.math_problems import arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
 
@@ -44,21 +44,23 @@ class BuiltinSettings:
     """Every knob of the built-in suite; changing any of them builds a new cache entry."""
 
     seed: int = 0
-    vocab_size: int = 1536
+    vocab_size: int = 1536  # BPE tokens, besides the number tokens
+    number_tokens: int = 200  # the integers 0..199 (every number of the math problems) are single tokens
     hidden_size: int = 128
     layers: int = 4
     heads: int = 4
     intermediate_size: int = 352
-    english_texts: int = 6000  # base pretraining: mostly English general text ...
+    english_texts: int = 5000  # base pretraining: mostly English general text ...
     other_language_texts: int = 600  # ... a small share of each of zh/ru/es ...
     parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align ...
-    skill_texts: int = 400  # ... and a little English math and code, so the base knows a little of each skill
+    skill_texts: int = 400  # ... and a little English math and code, so the base knows a little of each skill ...
+    arithmetic_lines: int = 1500  # ... and lines of arithmetic facts ("7 + 5 = 12."), language-neutral knowledge
     pretraining: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=3, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=128)
     )  # fmt: skip
     adapter: LoraSettings = field(default_factory=LoraSettings)
-    language_texts: int = 3000  # each language adapter's general text
+    language_texts: int = 2000  # each language adapter's general text
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
@@ -80,7 +82,7 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
         texts += [f"{english}\n{other}" for english, other in parallel_pairs(language, settings.parallel_pairs, settings.seed)]
     for make in SKILL_DATA.values():
         texts += [example.prompt + example.target for example in make("en", "adapter", settings.skill_texts, settings.seed + 4)]
-    return texts
+    return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
 
 
 def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]:
@@ -98,7 +100,7 @@ def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]
 
 def pretrain_base_model(settings: BuiltinSettings, texts: list[str]):
     """Train the tokenizer and a small Llama from scratch on general text; return (model, tokenizer)."""
-    tokenizer = train_tokenizer(texts, settings.vocab_size)
+    tokenizer = train_tokenizer(texts, settings.vocab_size, settings.number_tokens)
     torch.manual_seed(settings.seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=settings.hidden_size, intermediate_size=settings.intermediate_size,

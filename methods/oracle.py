@@ -19,11 +19,14 @@ from methods.training import TrainingConfig
 
 @dataclass
 class OracleConfig(TrainingConfig):
-    """The trainer's options with the built-in zoo's adapter recipe as defaults, plus how much data to use."""
+    """The trainer's options with the built-in zoo's adapter recipe as defaults, plus how much data to use.
+
+    Trained longer than the zoo's adapters: an upper bound should be close to converged.
+    """
 
     learning_rate: float = 2e-3
     batch_size: int = 16
-    epochs: float = 2.0
+    epochs: float = 12.0  # measured on the built-in suite: code 67 % after 12 epochs, 58 % after 6, about 14 % after 2
     warmup_ratio: float = 0.05
     schedule: str = "cosine"
     max_examples: int = 2000

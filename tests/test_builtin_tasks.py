@@ -11,7 +11,7 @@ from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID
 from tasks.builtin.code_problems import body_source
 from tasks.builtin.corpora import PARALLEL_LANGUAGES
 from tasks.builtin.languages import LEXICONS, NAME_COUNT
-from tasks.builtin.math_problems import clause_slots
+from tasks.builtin.math_problems import SUM_LIMIT, arithmetic_facts, clause_slots
 from tasks.builtin.pools import LANGUAGES, POOLS
 
 SIZES = {
@@ -120,6 +120,35 @@ def test_math_answers_follow_from_their_worked_solutions(all_examples):
                 previous = result
             assert final == example.answer == str(previous)
             assert int(example.answer) <= 1000
+
+
+def in_small_table(left: int, sign: str, right: int) -> bool:
+    """The arithmetic table every step of a problem comes from (math_problems.py, SUM_LIMIT)."""
+    if sign in "+-":
+        return 1 <= left <= SUM_LIMIT and 2 <= right <= 9
+    if sign == "*":
+        return 2 <= left <= 9 and 2 <= right <= 9
+    return left % right == 0 and 2 <= right <= 9 and 2 <= left // right <= 9
+
+
+def test_every_problem_step_and_every_drilled_fact_is_in_the_small_table(all_examples):
+    steps = {
+        step
+        for (task, _, _), examples in all_examples.items() if task == "math"
+        for example in examples
+        for step in re.split(r"(?<=\.) ", example.target[1:].split(" #### ")[0])
+    }  # fmt: skip
+    lines = arithmetic_facts(300, seed=0)
+    facts = [fact for line in lines for fact in re.split(r"(?<=\.) ", line)]
+    assert len(lines) == 300 and lines == arithmetic_facts(300, seed=0) and lines != arithmetic_facts(300, seed=1)
+    for fact in steps | set(facts):
+        left, sign, right, result = EQUATION.match(fact).groups()
+        assert in_small_table(int(left), sign, int(right)), fact
+        assert int(result) == {"+": int.__add__, "-": int.__sub__, "*": int.__mul__, "/": int.__floordiv__}[sign](
+            int(left), int(right)
+        )
+    assert len(steps) < 700  # a table a 1M-parameter model can learn, not thousands of facts
+    assert all("####" not in line and "Question" not in line for line in lines)
 
 
 def test_code_references_pass_and_wrong_bodies_fail(all_examples):

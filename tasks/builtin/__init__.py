@@ -10,7 +10,7 @@ from tasks.builtin.math_problems import math_examples
 from tasks.builtin.pools import LANGUAGES, POOL_CAPACITY, POOLS
 
 # Part of the built-in suite's cache key: bump it whenever a change here alters any generated text.
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 __all__ = [
     "GENERATOR_VERSION", "LANGUAGES", "POOLS", "POOL_CAPACITY",

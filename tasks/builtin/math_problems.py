@@ -12,7 +12,7 @@ import functools
 import random
 
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
-from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, surface_rng
+from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, stable_int, surface_rng
 from tasks.examples import Example
 
 OPERATION_SIGNS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
@@ -25,48 +25,46 @@ KIND_WEIGHTS = {
 }  # fmt: skip
 
 
-def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
-    """Small operands (mostly 2..20), every intermediate result a positive integer (divisions exact).
+# Every step of every problem is a fact of this small table: a + b and a - b with a up to SUM_LIMIT and b in 2..9,
+# a * b and a / b inside the 2..9 multiplication table. Measured: a 1M-parameter model learned a 564-fact table to
+# 65 % in 600 steps, but only 8 % of the 2,900 facts the earlier ranges (operands up to 30, products plus 20) needed.
+SUM_LIMIT = 30
 
-    Small numbers keep the arithmetic facts learnable by the built-in suite's tiny model, so its scores measure
-    whether a method understood the question, not whether a 1M-parameter model can add two-digit numbers.
-    """
+
+def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
+    """Operands whose every step is a fact of the small table above (all intermediate results positive integers)."""
     r = rng.randint
+    digit = lambda: r(2, 9)  # noqa: E731
     if kind == "add":
-        return r(2, 20), r(2, 20)
+        return r(2, 20), digit()
     if kind == "sub":
-        a = r(5, 30)
-        return a, r(2, a - 1)
+        b = digit()
+        return r(b + 1, 20), b
     if kind == "mul":
-        return r(2, 9), r(2, 9)
+        return digit(), digit()
     if kind == "div":
-        divisor = r(2, 9)
-        return divisor * r(2, 9), divisor
+        divisor = digit()
+        return divisor * digit(), divisor
     if kind in ("add_add", "add_sub", "sub_add", "sub_sub"):
-        a, b, c = r(5, 20), r(2, 15), r(2, 15)
+        a, b, c = r(2, 20), digit(), digit()
         first = a + b if kind.startswith("add") else a - b
-        if first < 1 or (kind.endswith("sub") and first - c < 1):
-            return None
-        return a, b, c
+        second = first + c if kind.endswith("add") else first - c
+        return (a, b, c) if 1 <= first <= SUM_LIMIT and 1 <= second <= SUM_LIMIT + 9 else None
     if kind in ("mul_add", "mul_sub"):
-        a, b = r(2, 9), r(2, 9)
-        return a, b, r(2, 20) if kind == "mul_add" else r(2, a * b - 1)
+        a, b, c = digit(), digit(), digit()
+        return (a, b, c) if a * b <= SUM_LIMIT and (kind == "mul_add" or a * b > c) else None
     if kind in ("add_div", "sub_div"):
-        divisor, quotient = r(2, 9), r(2, 9)
+        divisor, quotient, b = digit(), digit(), digit()
         total = divisor * quotient
-        if kind == "add_div":
-            a = r(1, total - 1)
-            return (a, total - a, divisor) if total - a >= 1 else None
-        b = r(2, 15)
-        return total + b, b, divisor
+        a = total - b if kind == "add_div" else total + b
+        return (a, b, divisor) if 1 <= a <= SUM_LIMIT and total <= SUM_LIMIT else None
     if kind == "mul_div":
-        a, b = r(2, 9), r(2, 9)
-        divisors = [d for d in range(2, 10) if a * b % d == 0]
-        return (a, b, rng.choice(divisors)) if divisors else None
+        a, b, divisor = digit(), digit(), digit()
+        return (a, b, divisor) if a * b % divisor == 0 and 2 <= a * b // divisor <= 9 else None
     if kind in ("add_mul", "sub_mul"):
-        a, b = r(2, 12), r(2, 9)
+        a, b = r(2, 12), digit()
         first = a + b if kind == "add_mul" else a - b
-        return (a, b, r(2, 9)) if 1 <= first <= 20 else None
+        return (a, b, digit()) if 2 <= first <= 9 else None
     raise ValueError(f"unknown math problem kind '{kind}'")
 
 
@@ -199,3 +197,24 @@ def math_examples(language: str, pool: str, count: int, seed: int) -> list[Examp
             )
         )
     return examples
+
+
+def arithmetic_facts(count: int, seed: int, facts_per_line: int = 8) -> list[str]:
+    """`count` lines of single arithmetic facts ("7 + 5 = 12. 19 * 3 = 57. ..."), language-neutral general knowledge.
+
+    Each fact is one step of a random problem of the kinds above (any pool: a fact is a line of the addition or
+    multiplication table, never a question, a chain of steps or an answer's "####"), so the facts the word problems
+    need are the ones drilled; a line's facts are shuffled, so no line holds a problem's chain of steps.
+    """
+    rng = random.Random(stable_int("facts", seed))
+    lines = []
+    for _ in range(count):
+        facts: list[str] = []
+        while len(facts) < facts_per_line:
+            kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
+            numbers = _draw_numbers(kind, rng)
+            if numbers is not None:
+                facts += [step.rstrip(".") + "." for step in worked_solution(kind, numbers)[0].split(" #### ")[0].split(". ")]
+        rng.shuffle(facts)
+        lines.append(" ".join(facts))
+    return lines

@@ -80,7 +80,8 @@ class PeftMerge:
         self.record: dict = {}
 
     def fit(self) -> None:
-        weights, history = list(self.config.weights or [1.0 / len(self.adapter_names)] * len(self.adapter_names)), []
+        count = len(self.adapter_names)
+        weights, history = list(self.config.weights or [1.0 / count] * count), []
         if self.config.weight_search == "lorahub":
             search = LoraHubConfig(max_inference_step=self.config.search_budget)
             result, _ = search_cell_weights(self.cell, stack_candidate_tensors(self.cell.adapters), search)

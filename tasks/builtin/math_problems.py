@@ -78,7 +78,7 @@ def _draw_problem(rng: random.Random) -> tuple[str, tuple[str, tuple[int, ...]]]
 
 
 def worked_solution(kind: str, numbers: tuple[int, ...]) -> tuple[str, int]:
-    """The language-neutral solution ("12 + 7 = 19. 19 * 3 = 57. #### 57") and the final number."""
+    """The language-neutral solution ("12 + 7 = 19. 19 - 3 = 16. #### 16") and the final number."""
     value, steps = numbers[0], []
     for operation, operand in zip(kind.split("_"), numbers[1:]):
         if operation == "add":
@@ -200,7 +200,7 @@ def math_examples(language: str, pool: str, count: int, seed: int) -> list[Examp
 
 
 def arithmetic_facts(count: int, seed: int, facts_per_line: int = 8) -> list[str]:
-    """`count` lines of single arithmetic facts ("7 + 5 = 12. 19 * 3 = 57. ..."), language-neutral general knowledge.
+    """`count` lines of single arithmetic facts ("7 + 5 = 12. 6 * 3 = 18. ..."), language-neutral general knowledge.
 
     Each fact is one step of a random problem of the kinds above (any pool: a fact is a line of the addition or
     multiplication table, never a question, a chain of steps or an answer's "####"), so the facts the word problems
@@ -214,7 +214,8 @@ def arithmetic_facts(count: int, seed: int, facts_per_line: int = 8) -> list[str
             kind = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
             numbers = _draw_numbers(kind, rng)
             if numbers is not None:
-                facts += [step.rstrip(".") + "." for step in worked_solution(kind, numbers)[0].split(" #### ")[0].split(". ")]
+                steps = worked_solution(kind, numbers)[0].split(" #### ")[0]  # "12 - 2 = 10. 10 + 9 = 19."
+                facts += [step.rstrip(".") + "." for step in steps.split(". ")]
         rng.shuffle(facts)
         lines.append(" ".join(facts))
     return lines

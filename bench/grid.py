@@ -220,7 +220,7 @@ def run_cell(
         suite.tokenizer,
         [example.prompt for example in test],
         suite.max_new_tokens.get(task, task_spec.max_new_tokens),
-        task_spec.stop,
+        suite.stop.get(task, task_spec.stop),
         batch_size=suite.generation_batch_size,
         batch_context=getattr(method, "record_weights", None),
         parallel=parallel,

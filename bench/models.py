@@ -40,3 +40,15 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype=DTYPES[dtype], **extra)
     model.to(resolve_device(device)).eval().requires_grad_(False)
     return model, tokenizer
+
+
+def chat_format(tokenizer, where: str):
+    """(system, user) -> the prompt by the tokenizer's own chat template, ending where the assistant's reply starts."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{where}: the tokenizer has no chat template; use the authors' Llama-2 prompt format instead")
+
+    def format_prompt(system: str, user: str) -> str:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    return format_prompt

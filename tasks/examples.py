@@ -17,7 +17,9 @@ class Example:
     `prompt` is exactly what the model is given; `target` is the reference completion a trainer appends to it
     (a worked solution for math, a function body for code). `answer` is the final number (math); `test` is code that
     checks a completion (code: a `check(candidate)` function, or MBPP-style assert lines) and `entry_point` the name
-    of the function under test.
+    of the function under test. `code_context` is for code items whose prompt is a chat message rather than Python:
+    the Python the reply's code is run after (a HumanEval prompt; "" for MBPP); None when the prompt itself is that
+    Python and the completion continues it.
     """
 
     id: str
@@ -26,6 +28,7 @@ class Example:
     answer: str = ""
     test: str = ""
     entry_point: str = ""
+    code_context: str | None = None
 
 
 EXAMPLE_FIELDS = tuple(field.name for field in dataclasses.fields(Example))

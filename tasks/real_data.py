@@ -19,6 +19,11 @@ there. Prompt formats, and why:
   evaluated them, with a logged warning; only a completion that restates the whole function can pass those.
 - MGSM and GSM8K (outside LoRA-Flow's cells): `Question: {question}\\nAnswer:` as lm-eval's mgsm_direct_en and the
   built-in suite, whose "Question:" the math task stops at.
+- With a `chat` format (a model's own chat template, e.g. `tokenizer.apply_chat_template`), every LoRA-Flow prompt is
+  one system message (the cell's system prompt) and one user message: the question, the code instruction, the MBPP
+  text with its asserts, or the HumanEval prompt itself. Targets are the replies without the leading space, and code
+  items carry `code_context` (the HumanEval prompt; "" for MBPP) so the scorer runs the reply's code, as the authors
+  did with their chat replies.
 Math `answer` is the final number. LoRA-Flow train/dev take it from the authors' English `original_response`
 ("The answer is: X"), which translation cannot garble; where X is not a plain number (MATH fractions, radicals,
 tuples, words) `answer` is "" and only the target holds the reference.
@@ -31,6 +36,7 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import Callable
 
 from tasks.examples import Example, read_jsonl_records
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -57,6 +63,7 @@ PLAIN_NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 METAMATH_ANSWER = re.compile(r"The answer is:\s*(.*?)\s*$")
 GSM8K_ANSWER = re.compile(r"####\s*(.*?)\s*$")
 CALCULATOR_ANNOTATION = re.compile(r"<<[^>]*>>")  # GSM8K's "<<48/2=24>>" calls; MetaMath's solutions have none
+ChatFormat = Callable[[str, str], str]  # (system message, user message) -> the prompt text, ending where the reply starts
 
 
 def require_file(path: Path, what: str, source: str) -> Path:
@@ -102,7 +109,7 @@ def number_field(record: dict, field: str, where: str) -> str:
     return number
 
 
-def chat_prompt(system: str, question: str) -> str:
+def llama2_chat_prompt(system: str, question: str) -> str:
     """LoRA-Flow's Llama-2 chat prompt (their train/dataset.py and UltraEval gsm8k transforms)."""
     return f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{question.strip()} [/INST]"
 
@@ -128,7 +135,12 @@ def metamath_answer(record: dict, where: str) -> str:
     return plain_number(match.group(1)) or ""
 
 
-def loraflow_math_split(path: Path, system: str, split: str, language: str) -> list[Example]:
+def reply_target(text: str, chat: ChatFormat | None) -> str:
+    """A reference reply as a target: after a space in the authors' Llama-2 template, as it is in a chat format."""
+    return text if chat else " " + text
+
+
+def loraflow_math_split(path: Path, system: str, split: str, language: str, chat: ChatFormat | None) -> list[Example]:
     """A LoRA-Flow math split: MetaMath-style train (query/response), dev (question/answer) or MGSM test."""
     question_field, target_field = ("query", "response") if split == "train" else ("question", "answer")
     examples = []
@@ -141,22 +153,22 @@ def loraflow_math_split(path: Path, system: str, split: str, language: str) -> l
         examples.append(
             Example(
                 id=f"loraflow-math-{language}-{split}-{index}",
-                prompt=chat_prompt(system, question),
-                target=" " + target,
+                prompt=(chat or llama2_chat_prompt)(system, question.strip()),
+                target=reply_target(target, chat),
                 answer=answer,
             )
         )
     return examples
 
 
-def loraflow_code_train(path: Path, system: str, language: str) -> list[Example]:
+def loraflow_code_train(path: Path, system: str, language: str, chat: ChatFormat | None) -> list[Example]:
     """LoRA-Flow code train: `data` = [instruction, answer] (a chat reply with prose and fenced code)."""
     examples = []
     for index, (line_number, record) in enumerate(read_jsonl_records(path)):
         instruction, answer = list_field(record, "data", f"{path}:{line_number}", length=2)
+        prompt = (chat or llama2_chat_prompt)(system, instruction.strip())
         examples.append(
-            Example(id=f"loraflow-code-{language}-train-{index}", prompt=chat_prompt(system, instruction),
-                    target=" " + answer.strip())
+            Example(id=f"loraflow-code-{language}-train-{index}", prompt=prompt, target=reply_target(answer.strip(), chat))
         )  # fmt: skip
     return examples
 
@@ -186,7 +198,7 @@ def mbpp_prompt(system: str, text: str, tests: list[str], where: str) -> str:
     return prompt
 
 
-def loraflow_code_dev(path: Path, system: str, language: str) -> list[Example]:
+def loraflow_code_dev(path: Path, system: str, language: str, chat: ChatFormat | None) -> list[Example]:
     """LoRA-Flow code dev: MBPP items (`text`, `code`, `test_list`) with translated descriptions."""
     examples = []
     for index, (line_number, record) in enumerate(read_jsonl_records(path)):
@@ -194,11 +206,14 @@ def loraflow_code_dev(path: Path, system: str, language: str) -> list[Example]:
         tests = list_field(record, "test_list", where)
         code = text_field(record, "code", where).replace("\r\n", "\n")  # MBPP's solutions keep Windows line ends
         setup = record.get("test_setup_code") or ""  # empty in every released item; kept for MBPP's format
+        text = text_field(record, "text", where)
+        prompt = chat(system, "\n".join([text.strip(), *tests])) if chat else mbpp_prompt(system, text, tests, where)
         examples.append(
             Example(
                 id=f"loraflow-code-{language}-dev-{index}",
-                prompt=mbpp_prompt(system, text_field(record, "text", where), tests, where),
+                prompt=prompt,
                 target=code,
+                code_context="" if chat else None,
                 test="\n".join([setup, *tests]).strip("\n"),
                 entry_point=mbpp_entry_point(code, tests, where),
             )
@@ -215,10 +230,11 @@ def defines_entry_point(prompt: str, entry_point: str) -> bool:
     return any(isinstance(node, ast.FunctionDef) and node.name == entry_point for node in tree.body)
 
 
-def humaneval_examples(path: Path, id_prefix: str) -> list[Example]:
+def humaneval_examples(path: Path, id_prefix: str, chat: Callable[[str], str] | None = None) -> list[Example]:
     """HumanEval-format items (task_id, prompt, entry_point, `check(candidate)` test, canonical_solution if present).
 
     Ids and order follow the task's number ("HumanEval/5" -> `<id_prefix>-5`): LoRA-Flow's ru/es files are shuffled.
+    With `chat`, the model is given `chat(HumanEval prompt)` and its reply's code runs after the HumanEval prompt.
     """
     examples, lines_by_number = [], {}
     for line_number, record in read_jsonl_records(path):
@@ -237,10 +253,11 @@ def humaneval_examples(path: Path, id_prefix: str) -> list[Example]:
         # would glue the body onto the docstring's closing quotes.
         prompt = prompt if prompt.endswith("\n") else prompt + "\n"
         examples.append(
-            Example(id=f"{id_prefix}-{number}", prompt=prompt, target=solution, test=text_field(record, "test", where),
-                    entry_point=text_field(record, "entry_point", where))
+            Example(id=f"{id_prefix}-{number}", prompt=chat(prompt) if chat else prompt, target=solution,
+                    test=text_field(record, "test", where), entry_point=text_field(record, "entry_point", where),
+                    code_context=prompt if chat else None)
         )  # fmt: skip
-    broken = [example.id for example in examples if not defines_entry_point(example.prompt, example.entry_point)]
+    broken = [e.id for e in examples if not defines_entry_point(e.code_context or e.prompt, e.entry_point)]
     if broken:  # machine translation reached the code (imports, `def`, names): a body alone cannot pass these
         logger.warning("%s: %d of %d prompts do not define their entry point in valid Python (e.g. %s)",
                        path, len(broken), len(examples), ", ".join(broken[:3]))  # fmt: skip
@@ -254,9 +271,12 @@ def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 
 
 def loraflow_cell(
-    data_dir: Path, skill: str, language: str
+    data_dir: Path, skill: str, language: str, chat: ChatFormat | None = None
 ) -> tuple[list[Example], list[Example], list[Example]]:
-    """(train, dev, test) of one LoRA-Flow cell from `<data_dir>/loraflow/` (the paper's own few-shot splits)."""
+    """(train, dev, test) of one LoRA-Flow cell from `<data_dir>/loraflow/` (the paper's own few-shot splits).
+
+    Prompts follow the authors' Llama-2 formats, or the `chat` format given (see the module docstring).
+    """
     check_choice("skill", skill, SKILLS)
     check_choice("language", language, COMPOSITE_LANGUAGES)
     folder = Path(data_dir) / "loraflow"
@@ -267,11 +287,11 @@ def loraflow_cell(
         for split in ("train", "dev", "test")
     }  # fmt: skip
     if skill == "math":
-        return tuple(loraflow_math_split(paths[split], system, split, language) for split in ("train", "dev", "test"))
+        return tuple(loraflow_math_split(paths[split], system, split, language, chat) for split in ("train", "dev", "test"))
     return (
-        loraflow_code_train(paths["train"], system, language),
-        loraflow_code_dev(paths["dev"], system, language),
-        humaneval_examples(paths["test"], f"loraflow-code-{language}-test"),
+        loraflow_code_train(paths["train"], system, language, chat),
+        loraflow_code_dev(paths["dev"], system, language, chat),
+        humaneval_examples(paths["test"], f"loraflow-code-{language}-test", chat and (lambda code: chat(system, code))),
     )
 
 

@@ -19,6 +19,8 @@ NUMBER = re.compile(
     r"(?P<whole>\d{1,3}(?:[,\u00a0\u202f\u2009]\d{3})+(?!\d)|\d+)"
     r"(?:\.(?P<fraction>\d+)|,(?P<decimal_comma>\d{1,2})(?!\d))?"
 )
+# A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
+FENCED_CODE = re.compile(r"```[\w+-]*[^\S\n]*\n(?P<code>.*?)(?:^[^\S\n]*```|\Z)", flags=re.DOTALL | re.MULTILINE)
 
 
 def ascii_digits(text: str) -> str:
@@ -73,12 +75,25 @@ def prompt_imports(prompt: str) -> str:
     return "".join(line for line in prompt.splitlines(keepends=True) if line.startswith(("import ", "from ")))
 
 
+def reply_code(reply: str) -> str:
+    """The code of a chat reply: its first fenced block (```python ... ```, closed or cut off), else the whole reply."""
+    match = FENCED_CODE.search(reply)
+    return match.group("code") if match else reply
+
+
 def build_code_program(example: Example, completion: str) -> str:
-    """The program that tests one completion: the solution, then the example's tests (and `check(...)` if defined)."""
+    """The program that tests one completion: the solution, then the example's tests (and `check(...)` if defined).
+
+    A completion continues `example.prompt`; for a chat item (`code_context` set) it is a reply whose code (see
+    `reply_code`) continues `code_context` instead, as the LoRA-Flow authors cut code out of their chat replies.
+    """
+    context = example.prompt
+    if example.code_context is not None:
+        context, completion = example.code_context, reply_code(completion)
     if repeats_function(completion, example.entry_point):
-        solution = prompt_imports(example.prompt) + completion
+        solution = prompt_imports(context) + completion
     else:
-        solution = example.prompt + completion
+        solution = context + completion
     tests = example.test
     if re.search(r"^def check\s*\(", tests, flags=re.MULTILINE):  # HumanEval style; MBPP asserts run as they are
         if not example.entry_point:

@@ -81,6 +81,28 @@ def test_loraflow_math_prompt_is_the_authors_chat_template(cells):
     assert example.prompt.endswith(" [/INST]") and example.target.startswith(" ")
 
 
+def chatml(system: str, user: str) -> str:
+    return f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_loraflow_cells_in_a_chat_format_keep_the_split_and_score_replies(cells):
+    data_dir = shared_data("loraflow")
+    system = json.loads((data_dir / "loraflow" / "system_prompts.json").read_text(encoding="utf-8"))["es_code"]
+    train, dev, test = loraflow_cell(data_dir, "code", "es", chatml)
+    plain_train, plain_dev, plain_test = cells["code", "es"]
+    assert [e.id for e in test] == [e.id for e in plain_test] and [e.id for e in dev] == [e.id for e in plain_dev]
+    assert all(e.prompt.startswith(f"<|im_start|>system\n{system}<|im_end|>") for e in (*train, *dev, *test))
+    assert train[0].target == plain_train[0].target.lstrip(" ")  # a chat reply: no leading space
+    assert [e.code_context for e in test] == [e.prompt for e in plain_test] and dev[0].code_context == ""
+    assert dev[0].test.splitlines()[0] in dev[0].prompt  # the MBPP asserts are in the user message
+    runnable = [e for e in test if defines_entry_point(e.code_context, e.entry_point)][:3]
+    replies = [f"Claro:\n```python\n{e.code_context}{e.target}```\nListo." for e in runnable]
+    assert passes(runnable, replies) == [True] * 3
+    assert passes(dev[:1], [f"```python\n{dev[0].target}\n```"]) == [True]
+    math_train, _, math_test = loraflow_cell(data_dir, "math", "es", chatml)
+    assert math_test[0].target == cells["math", "es"][2][0].target.lstrip(" ") and math_test[0].answer == "18"
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_loraflow_code_test_canonical_solutions_pass_and_wrong_bodies_fail(cells, language):
     test = cells["code", language][2]

@@ -8,6 +8,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import pytest
 import torch
 
 from bench.cli import main
@@ -52,26 +53,48 @@ def write_catalog_wheels(folder: Path) -> None:
                 wheel.writestr(f"{name}/locale/{CODES[language]}/LC_MESSAGES/messages.mo", mo_bytes(entries))
 
 
-def tiny_real_settings(tiny_suite: Path) -> RealSettings:
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")  # fmt: skip
+
+
+def chat_model(tiny_suite: Path, folder: Path) -> Path:
+    """The tiny suite's model with a ChatML chat template, as SmolLM2-Instruct has."""
+    shutil.copytree(tiny_suite / "model", folder)
+    (folder / "chat_template.jinja").write_text(CHATML, encoding="utf-8")
+    return folder
+
+
+def tiny_real_settings(base_model: Path, **fields) -> RealSettings:
     training = TrainingConfig(learning_rate=1e-3, batch_size=4, epochs=1, evaluations=0, max_length=64)
-    return RealSettings(base_model=str(tiny_suite / "model"), language_texts=4, math_examples=6, code_examples=6,
-                        text_chunk_characters=30, adapter=LoraSettings(rank=2, alpha=4), adapter_training=training)  # fmt: skip
+    return RealSettings(base_model=str(base_model), language_texts=4, math_examples=6, code_examples=6,
+                        text_chunk_characters=30, adapter=LoraSettings(rank=2, alpha=4), adapter_training=training,
+                        **fields)  # fmt: skip
 
 
 def test_real_suite_builds_its_zoo_once_on_the_papers_cells(tiny_suite, tmp_path):
     options = SuiteOptions(cache_dir=tmp_path / "cache", device="cpu", data_dir=small_data(tmp_path))
     write_catalog_wheels(tmp_path / "cache" / "catalog-wheels")
-    suite = load_real_suite(options, tiny_real_settings(tiny_suite))
+    model = chat_model(tiny_suite, tmp_path / "chat-model")
+    suite = load_real_suite(options, tiny_real_settings(model))
     assert sorted(suite.adapters) == ["language_es", "language_ru", "language_zh", "skill_code", "skill_math"]
     assert sorted(suite.cells) == sorted((s, l) for s in ("math", "code") for l in ("zh", "ru", "es"))
     assert suite.cells[("math", "zh")].test[0].id.startswith("loraflow-math-zh-test")
+    # the model's own chat template; replies end at its end-of-turn token, and code is cut out of them
+    code_test = suite.cells[("code", "ru")].test[0]
+    assert code_test.prompt.startswith("<|im_start|>system\n") and code_test.prompt.endswith("<|im_start|>assistant\n")
+    assert code_test.code_context in code_test.prompt and suite.stop == {"math": (), "code": ()}
     (build,) = (tmp_path / "cache").glob("real-*/build.json")
     record = json.loads(build.read_text())
     # zh's two short strings join into one 30-character passage; ru's and es's are long enough alone
     assert record["examples"] == {"language_zh": 1, "language_ru": 2, "language_es": 2, "skill_math": 6, "skill_code": 6}
     stamp = build.stat().st_mtime_ns
-    load_real_suite(options, tiny_real_settings(tiny_suite))
-    assert build.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    llama2 = load_real_suite(options, tiny_real_settings(model, prompt_format="llama2"))
+    assert build.stat().st_mtime_ns == stamp  # reused, not rebuilt: the prompt format is not a zoo setting
+    assert llama2.cells[("math", "zh")].test[0].prompt.startswith("[INST] <<SYS>>") and llama2.stop == {}
+    with pytest.raises(ValueError, match="RealSettings.prompt_format: unknown value 'alpaca'"):
+        load_real_suite(options, tiny_real_settings(model, prompt_format="alpaca"))
+    with pytest.raises(ValueError, match="has no chat template"):
+        load_real_suite(options, tiny_real_settings(tiny_suite / "model"))
 
 
 def test_real_suite_without_data_names_the_option(capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from tasks.examples import Example
@@ -126,6 +128,30 @@ MBPP_EXAMPLE = Example(
 )  # fmt: skip
 def test_score_code_completion(example, completion, correct):
     assert score_code_completion(example, completion, timeout_s=TIMEOUT_S) is correct
+
+
+CHAT_HUMANEVAL = dataclasses.replace(HUMANEVAL_EXAMPLE, prompt="<|user|>Complete it.<|assistant|>",
+                                     code_context=HUMANEVAL_EXAMPLE.prompt)  # fmt: skip
+CHAT_MBPP = dataclasses.replace(MBPP_EXAMPLE, code_context="")
+
+
+@pytest.mark.parametrize(
+    "example, reply, correct",
+    [
+        (CHAT_HUMANEVAL, "Here it is:\n```python\nfrom typing import List\n\ndef add_all(numbers):\n    return sum(numbers)\n```\nIt sums.", True),
+        (CHAT_HUMANEVAL, "```python\ndef add_all(numbers: List[int]) -> int:\n    return sum(numbers)\n```", True),
+        (CHAT_HUMANEVAL, "```\n    return sum(numbers)\n```", True),
+        (CHAT_HUMANEVAL, "```python\ndef add_all(numbers: List[int]) -> int:\n    return sum(numbers)", True),
+        (CHAT_HUMANEVAL, "```python\ndef add_all(numbers):\n    return 6\n```", False),
+        (CHAT_HUMANEVAL, "The sum of the numbers.", False),
+        (CHAT_MBPP, "Sure!\n```py\ndef square(x):\n    return x * x\n```\n```python\nsquare = None\n```", True),
+        (CHAT_MBPP, "```python\ndef square(x):\n    return x + x\n```", False),
+    ],
+    ids=["restated-with-prose", "restated-using-prompt-import", "body-only", "unclosed-fence", "wrong",
+         "prose-only", "mbpp-first-block", "mbpp-wrong"],
+)  # fmt: skip
+def test_chat_reply_code_runs_after_the_code_context(example, reply, correct):
+    assert score_code_completion(example, reply, timeout_s=TIMEOUT_S) is correct
 
 
 def test_full_function_completion_is_not_prefixed_by_the_prompt():

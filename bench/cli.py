@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="0", help="comma list of integer seeds")
     parser.add_argument("--out", default="results", type=Path, help="output folder (cells, state, tables, plots)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N test items of each cell")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="prompts per generation batch (default: the suite's; raise it on a GPU)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--cache-dir", default=Path(".cache/lora_compose_bench"), type=Path, help="built models and zoos")
@@ -70,8 +72,9 @@ def parse_seeds(text: str) -> list[int]:
 def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
     """Check every option before any work starts; errors name the option at fault."""
     methods = resolve_method_names(arguments.methods)
-    if arguments.limit is not None and arguments.limit < 1:
-        raise ValueError(f"--limit {arguments.limit}: must be at least 1")
+    for option, value in (("--limit", arguments.limit), ("--batch-size", arguments.batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} {value}: must be at least 1")
     if arguments.out.exists() and not arguments.out.is_dir():
         raise ValueError(f"--out {arguments.out}: exists and is not a folder")
     return GridSpec(
@@ -82,6 +85,7 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
         seeds=parse_seeds(arguments.seeds),
         out=arguments.out,
         limit=arguments.limit,
+        generation_batch_size=arguments.batch_size,
         force=arguments.force,
         method_options=parse_method_options(arguments.set, methods),
         suite_options=SuiteOptions(

@@ -44,6 +44,7 @@ class GridSpec:
     seeds: list[int]
     out: Path
     limit: int | None = None
+    generation_batch_size: int | None = None  # None: the suite's own
     force: bool = False
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
     suite_options: SuiteOptions = field(default_factory=SuiteOptions)
@@ -214,6 +215,7 @@ def run_cell(
     method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force, parallel)
     task_spec = TASKS[task]
     test = suite.cells[(task, language)].test[: spec.limit]
+    batch_size = spec.generation_batch_size or suite.generation_batch_size
     started = time.perf_counter()
     completions = generate_completions(
         method.model,
@@ -221,7 +223,7 @@ def run_cell(
         [example.prompt for example in test],
         suite.max_new_tokens.get(task, task_spec.max_new_tokens),
         suite.stop.get(task, task_spec.stop),
-        batch_size=suite.generation_batch_size,
+        batch_size=batch_size,
         batch_context=getattr(method, "record_weights", None),
         parallel=parallel,
     )
@@ -249,6 +251,7 @@ def run_cell(
         "trainable_parameters": getattr(method, "trainable_parameter_count", 0),
         "fit_history": getattr(method, "history", []),
         "timings": {"fit": fit_info["fit_seconds"], "generate": generate_seconds, "score": score_seconds},
+        "generation_batch_size": batch_size,
         "reused_state": fit_info["reused_state"],
         "generations": [
             {"id": example.id, "completion": completion, "correct": ok}

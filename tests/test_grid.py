@@ -58,6 +58,14 @@ def test_changed_options_do_not_silently_reuse_cells(tiny_suite, tmp_path, capsy
     assert "--force" in capsys.readouterr().err
 
 
+def test_generation_batch_size_option_is_used_and_recorded(tiny_suite, tmp_path):
+    default, small = tmp_path / "default", tmp_path / "small"
+    assert run(tiny_suite, default, "--methods", "base") == 0 and run(tiny_suite, small, "--methods", "base", "--batch-size", "2") == 0
+    records = [json.loads(cell_path(out, tiny_suite.name, "base", "math", "zh", 0).read_text()) for out in (default, small)]
+    assert records[1]["generation_batch_size"] == 2 and records[0]["generation_batch_size"] != 2
+    assert [g["id"] for g in records[0]["generations"]] == [g["id"] for g in records[1]["generations"]]
+
+
 def test_static_average_weights_from_command_line(tiny_suite, tmp_path):
     out = tmp_path / "results"
     assert run(tiny_suite, out, "--set", "average.weights=1:0") == 0
@@ -75,6 +83,7 @@ def test_static_average_weights_from_command_line(tiny_suite, tmp_path):
         (["--tasks", "poetry"], "--tasks: unknown name 'poetry'"),
         (["--suite", "missing_suite"], "--suite: unknown suite"),
         (["--limit", "0"], "--limit 0"),
+        (["--batch-size", "0"], "--batch-size 0"),
         (["--seeds", "a"], "--seeds a"),
         (["--set", "average.nope=1"], "unknown option"),
     ],

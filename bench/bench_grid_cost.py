@@ -106,14 +106,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
+    cells = [name.strip().split("-", 1) for name in arguments.cells.split(",") if name.strip()]
+    if not cells or any(len(cell) != 2 for cell in cells):
+        raise SystemExit(f"--cells {arguments.cells}: expected a comma list of task-language names, e.g. math-es,code-ru")
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
     options = SuiteOptions(cache_dir=arguments.cache_dir, device=arguments.device, data_dir=arguments.data_dir)
     suite = load_suite(arguments.suite, options)
     batch_size = arguments.batch_size or suite.generation_batch_size
-    cells = [name.strip().split("-", 1) for name in arguments.cells.split(",") if name.strip()]
-    if not cells or any(len(cell) != 2 for cell in cells):
-        raise SystemExit(f"--cells {arguments.cells}: expected a comma list of task-language names, e.g. math-es,code-ru")
     with tempfile.TemporaryDirectory() as scratch:
         rows = [measure_cell(suite, task, language, arguments.steps, batch_size, Path(scratch)) for task, language in cells]
     table = pd.DataFrame(rows).set_index("cell")

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,6 +59,9 @@ ADAPTER_DIRECTORY = "adapter"
 CANDIDATE_SETS = ("cell", "zoo")
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Regularizer = Callable[[np.ndarray], float]
+# nevergrad 1.0.12 hands scipy's COBYLA a final trust radius scipy rejects and replaces by its own default, with a
+# warning on every search (it runs in nevergrad's worker thread, so only a process-wide filter silences it).
+warnings.filterwarnings("ignore", message="COBYLA: Invalid RHOEND", category=UserWarning)
 
 
 @dataclass

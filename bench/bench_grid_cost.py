@@ -8,8 +8,9 @@ For each cell it times, with the methods' own code and the suite's own data and 
   examples) and one dev-loss check, projected to the full budget (`LoraFlowTraining`: epochs x train / batch steps,
   `evaluations` dev checks);
 - LoraHub: `--steps` candidates scored on the cell's few-shot examples, projected to `max_inference_step`;
-- generation: one batch of test prompts with the suite's token budget and stops, projected to the whole test split
-  (every row of the table generates once per cell).
+- generation: one batch of test prompts by the base model with the suite's token budget and stops, projected to the
+  whole test split (every row of the table generates once per cell; rows with adapters attached decode a little
+  slower, and their replies may run longer or shorter).
 Then it prints the projected seconds per cell and for a grid of the given methods. Projections are rough: batches
 vary in length, and a generation batch stops when its longest reply does.
 """

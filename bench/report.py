@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.paper_numbers import SOURCE as PAPER_SOURCE
-from bench.paper_numbers import SUITES_ON_THE_PAPERS_CELLS, paper_table
+from bench.paper_numbers import SUITES_ON_THE_PAPERS_CELLS, paper_table, with_benchmark_names
 from tasks.registry import ALL_LANGUAGES
 
 CSV_COLUMNS = ["method", "suite", "task", "language", "seed", "metric", "score", "n"]
@@ -116,8 +116,12 @@ def write_report(out: Path) -> dict[str, Path]:
     for suite, suite_cells in cells.groupby("suite"):
         with_ci = suite_cells.groupby(["method", "task", "language"]).size().max() > 1
         shown = display_table(summary_table(suite_cells), with_ci)
+        on_the_papers_cells = suite in SUITES_ON_THE_PAPERS_CELLS
+        if on_the_papers_cells:
+            shown = with_benchmark_names(shown)
         sections_md.append(f"## suite: {suite}\n\n{shown.to_markdown()}\n")
-        if suite in SUITES_ON_THE_PAPERS_CELLS and not (paper := paper_table(list(shown.index))).empty:
+        if on_the_papers_cells and not (paper := paper_table(list(shown.index))).empty:
+            paper = with_benchmark_names(paper)
             sections_md.append(f"The paper's numbers for these rows ({PAPER_SOURCE}):\n\n{paper.to_markdown()}\n")
         latex = shown.to_latex(escape=True).replace(" ± ", " $\\pm$ ")
         sections_tex.append(f"% suite: {suite}\n{latex}")

@@ -128,3 +128,5 @@ def test_report_prints_the_papers_numbers_beside_suites_on_the_papers_cells(tmp_
     assert "The paper's numbers for these rows" in real and "The paper's numbers" not in builtin
     paper_rows = real.split("The paper's numbers for these rows")[1]
     assert "| loraflow |      33.2 |      37.6 |        42 |       37.6 |" in paper_rows and "oracle" not in paper_rows
+    # on the paper's cells, columns carry the paper's benchmark names
+    assert "|   MGSM zh |" in real and "MGSM avg" in paper_rows and "math zh" not in real and "math zh" in builtin

@@ -1,7 +1,8 @@
-"""Plots of LoRA-Flow's per-token fusion weights, read from the traces the grid saved (no model needed).
+"""Plots of per-token fusion weights (LoRA-Flow's gates, X-LoRA's scalings), read from the traces the grid saved (no
+model needed).
 
-For each trace `out/traces/<suite>/loraflow/<cell>.safetensors` (layout: methods/fusion_gate.py `trace_tensors`) this
-writes under `out/plots/<suite>/loraflow/`:
+For each trace `out/traces/<suite>/<loraflow|xlora>/<cell>.safetensors` (layout: methods/fusion_gate.py
+`trace_tensors`) this writes under `out/plots/<suite>/<method>/`:
 - `<cell>--<example>.png`: a heatmap per adapter (layers x generated tokens, the tokens on the axis) and each
   adapter's mean weight per layer over the answer;
 - `<cell>--prompt-vs-answer.png`: each adapter's mean weight per layer over the prompt tokens and over the answer
@@ -28,7 +29,7 @@ from safetensors.torch import load_file  # noqa: E402
 from methods.fusion_gate import ExampleTrace, read_trace_tensors, unpack_strings  # noqa: E402
 
 log = logging.getLogger(__name__)
-METHOD = "loraflow"
+METHODS = ("loraflow", "xlora")  # the methods that record per-token weights (X-LoRA: its classifier's scalings)
 LATIN_FAMILY = "DejaVu Sans"  # matplotlib's own font: Latin and Cyrillic
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei",
                 "WenQuanYi Zen Hei", "Droid Sans Fallback", "AR PL UMing CN")  # fmt: skip
@@ -138,7 +139,7 @@ def plot_trace_file(trace_path: Path, plot_directory: Path, examples: int, max_t
     """The per-example plots of the first `examples` examples with an answer, and the cell's prompt-vs-answer plot."""
     tensors = load_file(str(trace_path))
     if "adapters.utf8" not in tensors:
-        raise ValueError(f"{trace_path}: no 'adapters.utf8' entry; not a {METHOD} trace file")
+        raise ValueError(f"{trace_path}: no 'adapters.utf8' entry; not a fusion-weight trace file")
     adapters = unpack_strings(tensors["adapters.utf8"], tensors["adapters.offsets"])
     traces = {key: (trace, texts) for key, (trace, texts) in read_trace_tensors(tensors).items()
               if trace.token_ids.shape[0] > trace.prompt_length}  # fmt: skip
@@ -158,17 +159,17 @@ def plot_trace_file(trace_path: Path, plot_directory: Path, examples: int, max_t
 
 
 def plot_fusion_weights(out: Path, examples: int = 1, max_tokens: int = 96) -> list[Path]:
-    """Plot every LoRA-Flow trace under `out/traces/*/loraflow/`; return the PNG paths written under `out/plots/`."""
+    """Plot every trace under `out/traces/*/<loraflow|xlora>/`; return the PNG paths written under `out/plots/`."""
     out = Path(out)
-    trace_paths = sorted((out / "traces").glob(f"*/{METHOD}/*.safetensors"))
+    trace_paths = sorted(path for method in METHODS for path in (out / "traces").glob(f"*/{method}/*.safetensors"))
     if not trace_paths:
-        log.warning("no %s traces under %s", METHOD, out / "traces")
+        log.warning("no %s traces under %s", " or ".join(METHODS), out / "traces")
         return []
     fonts = label_font_families()
     paths = []
     for trace_path in trace_paths:
-        suite = trace_path.parent.parent.name
-        paths += plot_trace_file(trace_path, out / "plots" / suite / METHOD, examples, max_tokens, fonts)
+        method, suite = trace_path.parent.name, trace_path.parent.parent.name
+        paths += plot_trace_file(trace_path, out / "plots" / suite / method, examples, max_tokens, fonts)
     return paths
 
 

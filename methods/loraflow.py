@@ -96,6 +96,20 @@ def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
     return texts
 
 
+def trace_file_tensors(traces: dict[int, ExampleTrace], adapter_names: list[str], tokenizer, example_ids: list[str]):
+    """Recorded traces (by example index) as safetensors entries (methods/fusion_gate.py `trace_tensors`), plus the
+    adapter names in weight order under `adapters.utf8` / `adapters.offsets`: what `bench.plot_fusion_weights` reads."""
+    tensors = {f"adapters.{part}": tensor for part, tensor in pack_strings(adapter_names).items()}
+    for index, trace in sorted(traces.items()):
+        tensors.update(trace_tensors(example_ids[index], trace, token_texts(tokenizer, trace.token_ids.tolist())))
+    return tensors
+
+
+def stop_token_ids(tokenizer) -> set[int]:
+    """The tokens after which a generated row is finished (its end-of-sequence and padding tokens)."""
+    return {token for token in (tokenizer.eos_token_id, tokenizer.pad_token_id) if token is not None}
+
+
 @register_method("loraflow")
 class LoraFlow:
     learns = True
@@ -202,20 +216,14 @@ class LoraFlow:
         with self.recorder.recording():
             yield
         token_ids, weights = self.recorder.recorded()
-        tokenizer = self.cell.tokenizer
-        stop_ids = {token for token in (tokenizer.eos_token_id, tokenizer.pad_token_id) if token is not None}
+        stop_ids = stop_token_ids(self.cell.tokenizer)
         prompt_mask = inputs["attention_mask"].cpu()
         for row, index in enumerate(inputs["indices"]):
             self.traces[index] = example_trace(token_ids, weights, prompt_mask, row, stop_ids)
 
     def recorded_weights(self, example_ids: list[str]) -> dict[str, torch.Tensor]:
-        """Every recorded example's trace as safetensors entries (methods/fusion_gate.py `trace_tensors`), plus the
-        adapter names in gate order under `adapters.utf8` / `adapters.offsets` (runner hook)."""
-        tensors = {f"adapters.{part}": tensor for part, tensor in pack_strings(self.adapter_names).items()}
-        for index, trace in sorted(self.traces.items()):
-            texts = token_texts(self.cell.tokenizer, trace.token_ids.tolist())
-            tensors.update(trace_tensors(example_ids[index], trace, texts))
-        return tensors
+        """Every recorded example's trace (runner hook; see `trace_file_tensors`)."""
+        return trace_file_tensors(self.traces, self.adapter_names, self.cell.tokenizer, example_ids)
 
 
 def _copy_checked(parameter: torch.nn.Parameter, tensors: dict[str, torch.Tensor], key: str, path: Path) -> None:

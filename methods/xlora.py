@@ -5,11 +5,13 @@ outputs scalings, `softmax(W h)`, for every adapter; a second pass then runs wit
 Unlike LoRA-Flow's gate, which reads each layer's own input, one classifier decides for all layers from the top.
 It runs in `peft` itself: the cell's adapters are written as PEFT folders (scalings folded into B) and loaded through
 `XLoraConfig`; only the classifier trains, with LoRA-Flow's budget and dev selection. X-LoRA needs `use_cache=False`,
-so generation recomputes the whole sequence twice for every new token.
+so generation recomputes the whole sequence twice for every new token. Its per-token scalings are recorded as traces
+in LoRA-Flow's format (the classifier's softmax output, one set per layer), so the same plots show both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -20,7 +22,8 @@ from peft import XLoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from methods.lora_adapter import export_peft_adapter
-from methods.loraflow import LoraFlowTraining
+from methods.fusion_gate import ExampleTrace, example_trace
+from methods.loraflow import LoraFlowTraining, stop_token_ids, trace_file_tensors
 from methods.registry import Cell, read_saved_record, register_method
 from methods.training import train_parameters
 
@@ -72,6 +75,7 @@ class XLora:
         self.classifier = classifier_parameters(self.model)
         self.trainable_parameter_count = sum(parameter.numel() for parameter in self.classifier.values())
         self.history: list[dict] = []
+        self.traces: dict[int, ExampleTrace] = {}
 
     def fit(self) -> None:
         cell = self.cell
@@ -95,3 +99,30 @@ class XLora:
             for name, parameter in self.classifier.items():
                 parameter.copy_(tensors[name])
         self.history = record["history"]
+
+    @contextlib.contextmanager
+    def record_weights(self, inputs: dict):
+        """Wrap one generate() batch: keep each example's per-token scalings (runner hook).
+
+        Without a cache, the last forward pass of a generation reads every token but the final one, so its scalings
+        (peft's `get_latest_scalings`: batch, tokens, layers, adapters; before any top-k) are the whole trace.
+        """
+        fed: list[torch.Tensor] = []
+
+        def keep_input_ids(module, args, kwargs):
+            fed.append(kwargs["input_ids"] if "input_ids" in kwargs else args[0])
+
+        hook = self.cell.model.register_forward_pre_hook(keep_input_ids, with_kwargs=True)
+        try:
+            yield
+        finally:
+            hook.remove()
+        token_ids = fed[-1].detach().cpu()
+        weights = self.model.base_model.get_latest_scalings().detach().float().cpu().permute(2, 0, 1, 3)
+        stop_ids, prompt_mask = stop_token_ids(self.cell.tokenizer), inputs["attention_mask"].cpu()
+        for row, index in enumerate(inputs["indices"]):
+            self.traces[index] = example_trace(token_ids, weights, prompt_mask, row, stop_ids)
+
+    def recorded_weights(self, example_ids: list[str]) -> dict[str, torch.Tensor]:
+        """Every recorded example's trace (runner hook), in LoRA-Flow's trace format."""
+        return trace_file_tensors(self.traces, self.adapter_names, self.cell.tokenizer, example_ids)

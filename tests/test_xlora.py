@@ -7,7 +7,11 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+from bench.generation import generate_completions
+from bench.plot_fusion_weights import plot_fusion_weights
+from methods.fusion_gate import read_trace_tensors
 from methods.multi_lora import attach_adapters
 from methods.xlora import XLora, XLoraMethodConfig
 from tests.conftest import tiny_cell
@@ -49,3 +53,27 @@ def test_reload_checks_adapters(suite, tmp_path):
     other.adapters = list(reversed(other.adapters))
     with pytest.raises(ValueError, match="xlora.json: X-LoRA classifier for adapters"):
         XLora(other).load(tmp_path)
+
+
+def test_generation_records_the_per_token_scalings_as_traces_that_plot(suite, tmp_path):
+    method = XLora(tiny_cell(suite))
+    with torch.no_grad():
+        for parameter in method.classifier.values():
+            parameter.copy_(torch.randn(parameter.shape, generator=torch.Generator().manual_seed(5)))
+    test = suite.cells[("math", "zh")].test[:3]
+    generate_completions(method.model, suite.tokenizer, [e.prompt for e in test], max_new_tokens=6, batch_size=3,
+                         batch_context=method.record_weights)  # fmt: skip
+    assert sorted(method.traces) == [0, 1, 2]
+    for trace in method.traces.values():
+        assert trace.token_ids.shape[0] > trace.prompt_length  # an answer was generated and recorded
+        with torch.no_grad():  # the scalings X-LoRA used: softmax(W h_base + b) on the unpadded tokens it read
+            hidden = suite.model(input_ids=trace.token_ids[None], output_hidden_states=True).hidden_states[-1][0]
+            expected = torch.softmax(hidden @ method.classifier["layers.0.weight"].T + method.classifier["layers.0.bias"], -1)
+        torch.testing.assert_close(trace.weights, expected.expand_as(trace.weights), rtol=1e-4, atol=1e-4)
+    tensors = method.recorded_weights([e.id for e in test])
+    path = tmp_path / "traces" / suite.name / "xlora" / "math-zh-seed0.safetensors"
+    path.parent.mkdir(parents=True)
+    save_file(tensors, str(path))
+    assert set(read_trace_tensors(load_file(str(path)))) == {e.id for e in test}
+    paths = plot_fusion_weights(tmp_path)
+    assert paths and all(p.parent == tmp_path / "plots" / suite.name / "xlora" and p.is_file() for p in paths)

@@ -38,7 +38,7 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig
 from tasks.examples import Example, text_examples
 from tasks.real_corpora import python_function_examples, translation_texts
-from tasks.real_data import ChatFormat, gsm8k_examples, loraflow_cell
+from tasks.real_data import CHAT_STOPS, LLAMA2_STOPS, ChatFormat, gsm8k_examples, loraflow_cell
 from tasks.registry import COMPOSITE_LANGUAGES
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
         name="real", base_model_id=base_id, model=model, tokenizer=tokenizer, zoo=zoo,
         adapters=load_zoo_adapters(zoo, model, base_id, options.allow_pickle), cells=cells,
         max_new_tokens=dict(settings.max_new_tokens),
-        stop={"math": (), "code": ()} if chat else {},  # chat replies end at the model's end-of-turn token
+        stop=dict(CHAT_STOPS if chat else LLAMA2_STOPS),
         generation_batch_size=16,
     )  # fmt: skip
 
@@ -232,7 +232,7 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
         adapters[entry.name] = adapter
     return Suite(
         name="paper", base_model_id=settings.base_model, model=model, tokenizer=tokenizer, zoo=zoo, adapters=adapters,
-        cells=cells, max_new_tokens=dict(settings.max_new_tokens), generation_batch_size=16,
+        cells=cells, max_new_tokens=dict(settings.max_new_tokens), stop=dict(LLAMA2_STOPS), generation_batch_size=16,
     )  # fmt: skip
 
 

@@ -10,20 +10,23 @@ there. Prompt formats, and why:
 - LoRA-Flow code dev (MBPP): the authors' MBPP prompt (`UltraEval/datasets/mbpp/transform_gen_*.py`), a string literal
   `\"\"\"[INST]{system}: {text}[/INST]\\n{asserts}\\n\"\"\"` and a newline (the newline before the closing quotes is
   ours); a bare string is a valid statement, so prompt + completion runs with the asserts. Target: the reference `code`.
-- LoRA-Flow code test, HumanEval-XL and English HumanEval: the HumanEval prompt itself (imports, signature, docstring
-  in the cell's language), completed by the function body as in HumanEval pass@1 and the code task's stop strings.
-  The authors wrapped it in `[INST]{system}:\\n...[/INST]` and cut code out of a chat reply; `score_code_completion`
-  prepends the prompt to the completion, which needs the prompt to be Python. The target is `canonical_solution`.
-  Their ru/es prompts lack HumanEval's final newline (restored here), and machine translation reached the code of
-  20 ru and 40 es prompts (`из typing импортировать List`, `def truncar_numero(numero)`): kept, as the paper
-  evaluated them, with a logged warning; only a completion that restates the whole function can pass those.
+- LoRA-Flow code test: the authors' HumanEval prompt (`UltraEval/datasets/humaneval/transform_gen_*.py`),
+  `[INST]{system}:\n{HumanEval prompt, stripped, 4 spaces as a tab}\n\n[/INST]`, whose reply is scored like theirs
+  (`humaneval_refine_post`): its code (first fenced block, else the whole reply) runs after the HumanEval prompt
+  (`code_context`). The target is `canonical_solution`. Their ru/es prompts lack HumanEval's final newline (restored
+  in `code_context`), and machine translation reached the code of 20 ru and 40 es prompts
+  (`из typing импортировать List`, `def truncar_numero(numero)`): kept, as the paper evaluated them, with a logged
+  warning; only a reply that restates the whole function can pass those.
+- HumanEval-XL and English HumanEval: the HumanEval prompt itself (imports, signature, docstring), completed by the
+  function body as in HumanEval pass@1 and the code task's stop strings.
 - MGSM and GSM8K (outside LoRA-Flow's cells): `Question: {question}\\nAnswer:` as lm-eval's mgsm_direct_en and the
   built-in suite, whose "Question:" the math task stops at.
 - With a `chat` format (a model's own chat template, e.g. `tokenizer.apply_chat_template`), every LoRA-Flow prompt is
   one system message (the cell's system prompt) and one user message: the question, the code instruction, the MBPP
   text with its asserts, or the HumanEval prompt itself. Targets are the replies without the leading space, and code
-  items carry `code_context` (the HumanEval prompt; "" for MBPP) so the scorer runs the reply's code, as the authors
-  did with their chat replies.
+  items carry `code_context` ("" for MBPP) so the scorer runs the reply's code.
+Generation stops: the authors' (`UltraEval/models/model_params/*_sample.json`) with their formats, `LLAMA2_STOPS`;
+none with a chat format, whose replies end at the model's end-of-turn token.
 Math `answer` is the final number. LoRA-Flow train/dev take it from the authors' English `original_response`
 ("The answer is: X"), which translation cannot garble; where X is not a plain number (MATH fractions, radicals,
 tuples, words) `answer` is "" and only the target holds the reference.
@@ -64,6 +67,13 @@ METAMATH_ANSWER = re.compile(r"The answer is:\s*(.*?)\s*$")
 GSM8K_ANSWER = re.compile(r"####\s*(.*?)\s*$")
 CALCULATOR_ANNOTATION = re.compile(r"<<[^>]*>>")  # GSM8K's "<<48/2=24>>" calls; MetaMath's solutions have none
 ChatFormat = Callable[[str, str], str]  # (system message, user message) -> the prompt text, ending where the reply starts
+# The authors' stop strings: math_sample.json's list; code_sample.json has none (512 tokens or the end of sequence).
+LLAMA2_STOPS = {
+    "math": ("Question:", "Question", "USER:", "USER", "ASSISTANT:", "ASSISTANT", "Instruction:", "Instruction",
+             "Response:", "Response", "[INST]"),
+    "code": (),
+}  # fmt: skip
+CHAT_STOPS = {"math": (), "code": ()}
 
 
 def require_file(path: Path, what: str, source: str) -> Path:
@@ -133,6 +143,11 @@ def metamath_answer(record: dict, where: str) -> str:
     if match is None:
         raise ValueError(f"{where}: field 'original_response' has no final 'The answer is: ...' line")
     return plain_number(match.group(1)) or ""
+
+
+def llama2_code_prompt(system: str, code: str) -> str:
+    """The authors' HumanEval prompt (their humaneval transform_gen_*.py): the system text, a colon, the prompt."""
+    return f"[INST]{system}:\n{code.strip().replace('    ', chr(9))}\n\n[/INST]"
 
 
 def reply_target(text: str, chat: ChatFormat | None) -> str:
@@ -230,11 +245,11 @@ def defines_entry_point(prompt: str, entry_point: str) -> bool:
     return any(isinstance(node, ast.FunctionDef) and node.name == entry_point for node in tree.body)
 
 
-def humaneval_examples(path: Path, id_prefix: str, chat: Callable[[str], str] | None = None) -> list[Example]:
+def humaneval_examples(path: Path, id_prefix: str, wrap: Callable[[str], str] | None = None) -> list[Example]:
     """HumanEval-format items (task_id, prompt, entry_point, `check(candidate)` test, canonical_solution if present).
 
     Ids and order follow the task's number ("HumanEval/5" -> `<id_prefix>-5`): LoRA-Flow's ru/es files are shuffled.
-    With `chat`, the model is given `chat(HumanEval prompt)` and its reply's code runs after the HumanEval prompt.
+    With `wrap`, the model is given `wrap(HumanEval prompt)` and its reply's code runs after the HumanEval prompt.
     """
     examples, lines_by_number = [], {}
     for line_number, record in read_jsonl_records(path):
@@ -253,9 +268,9 @@ def humaneval_examples(path: Path, id_prefix: str, chat: Callable[[str], str] | 
         # would glue the body onto the docstring's closing quotes.
         prompt = prompt if prompt.endswith("\n") else prompt + "\n"
         examples.append(
-            Example(id=f"{id_prefix}-{number}", prompt=chat(prompt) if chat else prompt, target=solution,
+            Example(id=f"{id_prefix}-{number}", prompt=wrap(prompt) if wrap else prompt, target=solution,
                     test=text_field(record, "test", where), entry_point=text_field(record, "entry_point", where),
-                    code_context=prompt if chat else None)
+                    code_context=prompt if wrap else None)
         )  # fmt: skip
     broken = [e.id for e in examples if not defines_entry_point(e.code_context or e.prompt, e.entry_point)]
     if broken:  # machine translation reached the code (imports, `def`, names): a body alone cannot pass these
@@ -291,7 +306,8 @@ def loraflow_cell(
     return (
         loraflow_code_train(paths["train"], system, language, chat),
         loraflow_code_dev(paths["dev"], system, language, chat),
-        humaneval_examples(paths["test"], f"loraflow-code-{language}-test", chat and (lambda code: chat(system, code))),
+        humaneval_examples(paths["test"], f"loraflow-code-{language}-test",
+                           lambda code: (chat or llama2_code_prompt)(system, code)),
     )
 
 

@@ -20,6 +20,7 @@ NUMBER = re.compile(
     r"(?:\.(?P<fraction>\d+)|,(?P<decimal_comma>\d{1,2})(?!\d))?"
 )
 # A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
+USAGE_SECTION = re.compile(r"^(?:if __name__\s*==|# Example usage)", flags=re.MULTILINE)
 FENCED_CODE = re.compile(r"```[\w+-]*[^\S\n]*\n(?P<code>.*?)(?:^[^\S\n]*```|\Z)", flags=re.DOTALL | re.MULTILINE)
 
 
@@ -76,9 +77,12 @@ def prompt_imports(prompt: str) -> str:
 
 
 def reply_code(reply: str) -> str:
-    """The code of a chat reply: its first fenced block (```python ... ```, closed or cut off), else the whole reply."""
+    """The code of a chat reply: its first fenced block (```python ... ```, closed or cut off), else the whole reply;
+    cut before a `if __name__ ...` block or an "# Example usage" section, as the LoRA-Flow authors' scorer
+    (UltraEval `humaneval_refine_post`) cuts it."""
     match = FENCED_CODE.search(reply)
-    return match.group("code") if match else reply
+    code = match.group("code") if match else reply
+    return USAGE_SECTION.split(code, maxsplit=1)[0]
 
 
 def build_code_program(example: Example, completion: str) -> str:

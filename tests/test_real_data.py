@@ -93,7 +93,7 @@ def test_loraflow_cells_in_a_chat_format_keep_the_split_and_score_replies(cells)
     assert [e.id for e in test] == [e.id for e in plain_test] and [e.id for e in dev] == [e.id for e in plain_dev]
     assert all(e.prompt.startswith(f"<|im_start|>system\n{system}<|im_end|>") for e in (*train, *dev, *test))
     assert train[0].target == plain_train[0].target.lstrip(" ")  # a chat reply: no leading space
-    assert [e.code_context for e in test] == [e.prompt for e in plain_test] and dev[0].code_context == ""
+    assert [e.code_context for e in test] == [e.code_context for e in plain_test] and dev[0].code_context == ""
     assert dev[0].test.splitlines()[0] in dev[0].prompt  # the MBPP asserts are in the user message
     runnable = [e for e in test if defines_entry_point(e.code_context, e.entry_point)][:3]
     replies = [f"Claro:\n```python\n{e.code_context}{e.target}```\nListo." for e in runnable]
@@ -106,11 +106,24 @@ def test_loraflow_cells_in_a_chat_format_keep_the_split_and_score_replies(cells)
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_loraflow_code_test_canonical_solutions_pass_and_wrong_bodies_fail(cells, language):
     test = cells["code", language][2]
-    runnable = [example for example in test if defines_entry_point(example.prompt, example.entry_point)]
+    runnable = [example for example in test if defines_entry_point(example.code_context, example.entry_point)]
     assert len(runnable) == RUNNABLE_CODE_PROMPTS[language]
     sample = runnable[:5]
     assert passes(sample, [example.target for example in sample]) == [True] * len(sample)
     assert passes(sample[:2], [WRONG_BODY] * 2) == [False, False]
+
+
+def test_loraflow_code_test_prompt_is_the_authors_and_their_replies_are_cut_like_theirs(cells):
+    example = cells["code", "ru"][2][0]  # HumanEval/0, whose ru prompt had its imports translated
+    system = json.loads((DATA_DIR / "loraflow" / "system_prompts.json").read_text(encoding="utf-8"))["ru_code"]
+    assert example.prompt.startswith(f"[INST]{system}:\n") and example.prompt.endswith("\n\n[/INST]")
+    assert "\t" in example.prompt and "\t" not in example.code_context  # their prompt indents with tabs
+    function = "from typing import List\n\ndef has_close_elements(numbers, threshold):\n" + "".join(
+        example.target.splitlines(keepends=True))
+    usage = '\n# Example usage\nprint(has_close_elements([1.0], 0.5)[0])\n'  # would raise; cut as the authors did
+    reply = f"Вот решение:\n```python\n{function}{usage}```"
+    assert passes([example], [reply]) == [True]
+    assert passes([example], [example.target]) == [False]  # a body alone cannot follow a translated import line
 
 
 @pytest.mark.parametrize("language, indices", [("zh", (0, 13)), ("ru", (19,)), ("es", (13,))])

@@ -90,7 +90,8 @@ def test_real_suite_builds_its_zoo_once_on_the_papers_cells(tiny_suite, tmp_path
     stamp = build.stat().st_mtime_ns
     llama2 = load_real_suite(options, tiny_real_settings(model, prompt_format="llama2"))
     assert build.stat().st_mtime_ns == stamp  # reused, not rebuilt: the prompt format is not a zoo setting
-    assert llama2.cells[("math", "zh")].test[0].prompt.startswith("[INST] <<SYS>>") and llama2.stop == {}
+    assert llama2.cells[("math", "zh")].test[0].prompt.startswith("[INST] <<SYS>>")
+    assert llama2.stop["math"][0] == "Question:" and llama2.stop["code"] == ()  # the authors' stop strings
     with pytest.raises(ValueError, match="RealSettings.prompt_format: unknown value 'alpaca'"):
         load_real_suite(options, tiny_real_settings(model, prompt_format="alpaca"))
     with pytest.raises(ValueError, match="has no chat template"):

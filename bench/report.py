@@ -119,7 +119,9 @@ def write_report(out: Path) -> dict[str, Path]:
         on_the_papers_cells = suite in SUITES_ON_THE_PAPERS_CELLS
         if on_the_papers_cells:
             shown = with_benchmark_names(shown)
-        sections_md.append(f"## suite: {suite}\n\n{shown.to_markdown()}\n")
+        # the cells are already text ('12.3', '-'): printed as they are, right-aligned, not re-parsed as numbers
+        markdown = shown.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(shown.columns))
+        sections_md.append(f"## suite: {suite}\n\n{markdown}\n")
         if on_the_papers_cells and not (paper := paper_table(list(shown.index))).empty:
             paper = with_benchmark_names(paper)
             sections_md.append(f"The paper's numbers for these rows ({PAPER_SOURCE}):\n\n{paper.to_markdown()}\n")

@@ -45,7 +45,7 @@ def load_model(
 def chat_format(tokenizer, where: str):
     """(system, user) -> the prompt by the tokenizer's own chat template, ending where the assistant's reply starts."""
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{where}: the tokenizer has no chat template; use the authors' Llama-2 prompt format instead")
+        raise ValueError(f"{where}: the tokenizer has no chat template (prompt_format='llama2' uses the authors' prompts)")
 
     def format_prompt(system: str, user: str) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]

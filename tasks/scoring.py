@@ -19,8 +19,9 @@ NUMBER = re.compile(
     r"(?P<whole>\d{1,3}(?:[,\u00a0\u202f\u2009]\d{3})+(?!\d)|\d+)"
     r"(?:\.(?P<fraction>\d+)|,(?P<decimal_comma>\d{1,2})(?!\d))?"
 )
-# A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
+# What follows a solution in a chat reply and is not part of it: a main block or an example-usage section.
 USAGE_SECTION = re.compile(r"^(?:if __name__\s*==|# Example usage)", flags=re.MULTILINE)
+# A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
 FENCED_CODE = re.compile(r"```[\w+-]*[^\S\n]*\n(?P<code>.*?)(?:^[^\S\n]*```|\Z)", flags=re.DOTALL | re.MULTILINE)
 
 

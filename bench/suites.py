@@ -59,6 +59,11 @@ class Suite:
     def __post_init__(self):
         self.adapter_sha256 = self.adapter_sha256 or adapter_hashes(self.zoo)
 
+    def answer_limits(self, task: str) -> tuple[int, tuple[str, ...]]:
+        """(max new tokens, stop strings) for the task's answers: the suite's overrides, else the task's defaults."""
+        spec = TASKS[task]
+        return self.max_new_tokens.get(task, spec.max_new_tokens), self.stop.get(task, spec.stop)
+
     def cell_adapters(self, task: str, language: str) -> list[LoraAdapter]:
         """The cell's candidates in LoRA-Flow's order: the language adapter, then the skill adapter."""
         return [

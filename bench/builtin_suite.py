@@ -30,7 +30,7 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
-from tasks.builtin.corpora import general_text, parallel_pairs
+from tasks.builtin.corpora import general_text, parallel_pairs, statement_pairs
 from tasks.builtin.math_problems import arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -53,8 +53,11 @@ class BuiltinSettings:
     english_texts: int = 5000  # base pretraining: mostly English general text ...
     other_language_texts: int = 600  # ... a small share of each of zh/ru/es ...
     parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align ...
-    skill_texts: int = 400  # ... and a little English math and code, so the base knows a little of each skill ...
+    skill_texts: dict = field(default_factory=lambda: {"math": 400, "code": 400})  # ... a little English math and code ...
     arithmetic_lines: int = 1500  # ... and lines of arithmetic facts ("7 + 5 = 12."), language-neutral knowledge
+    reverse_pairs: int = 0  # translation-to-English pairs per language: reading zh/ru/es as English
+    statement_pairs: int = 0  # English/translation pairs of task statements (questions, docstring sentences; no answers)
+    build_threads: int = 1  # torch threads while building; part of the key, as the thread count changes float sums
     pretraining: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=3, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=128)
@@ -80,8 +83,12 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     for language in COMPOSITE_LANGUAGES:
         texts += general_text(language, settings.other_language_texts, settings.seed + 1)
         texts += [f"{english}\n{other}" for english, other in parallel_pairs(language, settings.parallel_pairs, settings.seed)]
-    for make in SKILL_DATA.values():
-        texts += [example.prompt + example.target for example in make("en", "adapter", settings.skill_texts, settings.seed + 4)]
+        texts += [f"{other}\n{english}" for english, other in parallel_pairs(language, settings.reverse_pairs, settings.seed + 5)]
+        statements = statement_pairs(language, settings.statement_pairs, settings.seed + 6)
+        texts += [f"{a}\n{b}" if index % 2 else f"{b}\n{a}" for index, (a, b) in enumerate(statements)]
+    for skill, make in SKILL_DATA.items():
+        examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
+        texts += [example.prompt + example.target for example in examples]
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
 
 
@@ -135,8 +142,8 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
     if not (directory / "build.json").is_file():
         log.warning("building the built-in suite into %s (minutes on CPU; cached afterwards)", directory)
         threads = torch.get_num_threads()
-        # One thread: float sums then run in one order on every machine, so the same settings give the same bytes.
-        torch.set_num_threads(1)
+        # A fixed thread count: float sums then run in one order on every run, so the same settings give the same bytes.
+        torch.set_num_threads(settings.build_threads)
         try:
             with atomic_directory(directory) as scratch:
                 build_cache_entry(settings, scratch)

@@ -9,7 +9,7 @@ import pytest
 from tasks.builtin import code_examples, general_text, math_examples, parallel_pairs
 from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID
 from tasks.builtin.code_problems import body_source
-from tasks.builtin.corpora import PARALLEL_LANGUAGES
+from tasks.builtin.corpora import PARALLEL_LANGUAGES, statement_pairs
 from tasks.builtin.languages import LEXICONS, NAME_COUNT
 from tasks.builtin.math_problems import SUM_LIMIT, arithmetic_facts, clause_slots
 from tasks.builtin.pools import LANGUAGES, POOLS
@@ -202,6 +202,20 @@ def test_general_text_and_parallel_pairs_are_clean():
             assert re.findall(r"\d+", english) == re.findall(r"\d+", translation)
     assert all(CJK.search(t) for _, t in parallel_pairs("zh", 50, seed=0))
     assert all(CYRILLIC.search(t) for _, t in parallel_pairs("ru", 50, seed=0))
+
+
+def test_statement_pairs_answer_nothing_and_never_state_a_held_out_problem(all_examples):
+    held_out = {
+        example.prompt for (task, _, pool), examples in all_examples.items() if pool != "adapter" for example in examples
+    }
+    for language in PARALLEL_LANGUAGES:
+        pairs = statement_pairs(language, 200, seed=0)
+        assert len(pairs) == 200 and len(set(pairs)) > 150
+        for english, translation in pairs:
+            assert english.isascii() and english != translation
+            assert re.findall(r"\d+", english) == re.findall(r"\d+", translation)
+            assert not any(marker in english + translation for marker in ("####", "return ", "def ", ">>>", "="))
+            assert not any(f"Question: {text}\nAnswer:" in held_out for text in (english, translation))
 
 
 def test_templates_are_aligned_and_complete_in_every_language():

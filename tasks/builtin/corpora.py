@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 
+from tasks.builtin.code_families import FAMILIES
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
+from tasks.builtin.math_problems import math_examples
 from tasks.builtin.pools import check_language, stable_int
 
 # Share of paragraphs that tell a word problem's story (have, buy more, give away) without its question: they teach
@@ -89,3 +91,22 @@ def parallel_pairs(language: str, count: int, seed: int) -> list[tuple[str, str]
         paragraph = _choose_paragraph(rng, rng.randint(1, 2))
         pairs.append((render_paragraph("en", paragraph), render_paragraph(language, paragraph)))
     return pairs
+
+
+def statement_pairs(language: str, count: int, seed: int) -> list[tuple[str, str]]:
+    """`count` (English, translation) pairs of task statements that answer nothing: half math questions of the
+    adapter pool (the question only, no solution), half code docstring sentences (no code, no example)."""
+    check_language(language, PARALLEL_LANGUAGES)
+    questions = count // 2
+    english, other = (math_examples(lang, "adapter", questions, seed) for lang in ("en", language))
+    pairs = [(_question(a.prompt), _question(b.prompt)) for a, b in zip(english, other)]
+    rng = random.Random(stable_int("statements", language, seed))
+    for _ in range(count - questions):
+        family = rng.choice(FAMILIES)
+        params = rng.choice(family.params)
+        pairs.append(tuple(LEXICONS[lang].CODE_PHRASES[family.id].format(**params) for lang in ("en", language)))
+    return pairs
+
+
+def _question(prompt: str) -> str:
+    return prompt.removeprefix("Question: ").removesuffix("\nAnswer:")

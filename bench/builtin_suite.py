@@ -30,7 +30,7 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
-from tasks.builtin.corpora import general_text, parallel_pairs, statement_pairs
+from tasks.builtin.corpora import general_text, number_copy_lines, parallel_pairs, statement_pairs
 from tasks.builtin.math_problems import arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -53,11 +53,12 @@ class BuiltinSettings:
     english_texts: int = 5000  # base pretraining: mostly English general text ...
     other_language_texts: int = 600  # ... a small share of each of zh/ru/es ...
     parallel_pairs: int = 600  # ... and English-translation pairs per language, so the languages align ...
-    skill_texts: dict = field(default_factory=lambda: {"math": 400, "code": 400})  # ... a little English math and code ...
+    skill_texts: dict = field(default_factory=lambda: {"math": 400, "code": 400})  # ... a little English math and code
+    copy_lines: int = 2000  # ... lines that list numbers and repeat them ("7 19 3 | 7 19 3"), a copying drill ...
     arithmetic_lines: int = 1500  # ... and lines of arithmetic facts ("7 + 5 = 12."), language-neutral knowledge
-    reverse_pairs: int = 0  # translation-to-English pairs per language: reading zh/ru/es as English
-    statement_pairs: int = 0  # English/translation pairs of task statements (questions, docstring sentences; no answers)
-    build_threads: int = 1  # torch threads while building; part of the key, as the thread count changes float sums
+    reverse_pairs: int = 600  # ... translation-to-English pairs per language, reading zh/ru/es as English ...
+    statement_pairs: int = 1200  # ... and pairs of task statements (questions, docstring sentences; never answers)
+    build_threads: int = 2  # torch threads while building; part of the key, as the thread count changes float sums
     pretraining: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=3, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=128)
@@ -69,6 +70,7 @@ class BuiltinSettings:
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=192)
     )  # fmt: skip
+    skill_epochs: float = 3  # the skill adapters' epochs (the language adapters train `adapter_training.epochs`)
     cell_sizes: dict = field(default_factory=lambda: {"train": 200, "dev": 50, "test_math": 200, "test_code": 100})
     oracle_examples: int = 2000  # composite-task examples per cell for the oracle (an upper bound)
     max_new_tokens: dict = field(default_factory=lambda: {"math": 48, "code": 64})
@@ -89,6 +91,7 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     for skill, make in SKILL_DATA.items():
         examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
         texts += [example.prompt + example.target for example in examples]
+    texts += number_copy_lines(settings.copy_lines, settings.seed, settings.number_tokens - 1 or 199)
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
 
 
@@ -130,9 +133,11 @@ def build_cache_entry(settings: BuiltinSettings, directory: Path) -> None:
     tokenizer.save_pretrained(directory / "base")
     timings = {"pretrain": time.perf_counter() - started}
     base_id = f"lora-compose-bench/builtin-{settings.key()}"
+    skill_training = dataclasses.replace(settings.adapter_training, epochs=settings.skill_epochs)
     timings |= build_zoo(lambda: LlamaForCausalLM.from_pretrained(directory / "base"), tokenizer,
-                         adapter_datasets(settings), settings.adapter, settings.adapter_training, settings.seed, base_id,
-                         directory / "zoo")  # fmt: skip
+                         adapter_datasets(settings), settings.adapter,
+                         lambda entry: skill_training if entry.role == "skill" else settings.adapter_training,
+                         settings.seed, base_id, directory / "zoo")  # fmt: skip
     (directory / "build.json").write_text(json.dumps({"base_model_id": base_id, "seconds": timings}, indent=1))
 
 

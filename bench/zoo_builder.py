@@ -23,17 +23,21 @@ def build_zoo(
     tokenizer,
     datasets: dict[ZooEntry, list[Example]],
     lora: LoraSettings,
-    training: TrainingConfig,
+    training: TrainingConfig | Callable[[ZooEntry], TrainingConfig],
     seed: int,
     base_model_id: str,
     zoo_directory: Path,
 ) -> dict[str, float]:
-    """One adapter per entry, each on a fresh base model from `make_base_model()`; return seconds per adapter."""
+    """One adapter per entry, each on a fresh base model from `make_base_model()`; return seconds per adapter.
+
+    `training` is one optimiser setting for every adapter, or a function giving each entry its own.
+    """
+    training_for = training if callable(training) else lambda entry: training
     seconds = {}
     for entry, examples in datasets.items():
         started = time.perf_counter()
-        peft_model = train_lora(make_base_model(), tokenizer, examples, [], lora, training, seed, base_model_id,
-                                description=f"adapter {entry.name}")  # fmt: skip
+        peft_model = train_lora(make_base_model(), tokenizer, examples, [], lora, training_for(entry), seed,
+                                base_model_id, description=f"adapter {entry.name}")  # fmt: skip
         peft_model.save_pretrained(str(Path(zoo_directory) / entry.path))
         seconds[entry.name] = time.perf_counter() - started
     write_zoo(Path(zoo_directory), base_model_id, list(datasets))

@@ -9,7 +9,7 @@ import pytest
 from tasks.builtin import code_examples, general_text, math_examples, parallel_pairs
 from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID
 from tasks.builtin.code_problems import body_source
-from tasks.builtin.corpora import PARALLEL_LANGUAGES, statement_pairs
+from tasks.builtin.corpora import PARALLEL_LANGUAGES, number_copy_lines, statement_pairs
 from tasks.builtin.languages import LEXICONS, NAME_COUNT
 from tasks.builtin.math_problems import SUM_LIMIT, arithmetic_facts, clause_slots
 from tasks.builtin.pools import LANGUAGES, POOLS
@@ -216,6 +216,15 @@ def test_statement_pairs_answer_nothing_and_never_state_a_held_out_problem(all_e
             assert re.findall(r"\d+", english) == re.findall(r"\d+", translation)
             assert not any(marker in english + translation for marker in ("####", "return ", "def ", ">>>", "="))
             assert not any(f"Question: {text}\nAnswer:" in held_out for text in (english, translation))
+
+
+def test_number_copy_lines_repeat_their_numbers():
+    lines = number_copy_lines(300, seed=0, highest=199)
+    assert lines == number_copy_lines(300, seed=0, highest=199) != number_copy_lines(300, seed=1, highest=199)
+    for line in lines:
+        first, second = line.split(" | ")
+        assert first == second and 2 <= len(first.split()) <= 6
+    assert {int(n) for line in lines for n in line.split(" | ")[0].split()} == set(range(200))
 
 
 def test_templates_are_aligned_and_complete_in_every_language():

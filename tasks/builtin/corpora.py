@@ -110,3 +110,17 @@ def statement_pairs(language: str, count: int, seed: int) -> list[tuple[str, str
 
 def _question(prompt: str) -> str:
     return prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
+
+
+def number_copy_lines(count: int, seed: int, highest: int) -> list[str]:
+    """`count` lines that list two to six numbers (0..`highest`) and repeat them: "7 19 3 | 7 19 3".
+
+    Language-neutral drill for copying numbers from earlier in the text, which both tasks need (a question's operands
+    into the equations; a docstring's constant into the body); the numbers are uniform, so every number token learns.
+    """
+    rng = random.Random(stable_int("copy", seed))
+    lines = []
+    for _ in range(count):
+        numbers = " ".join(str(rng.randint(0, highest)) for _ in range(rng.randint(2, 6)))
+        lines.append(f"{numbers} | {numbers}")
+    return lines

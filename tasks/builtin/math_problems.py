@@ -29,12 +29,13 @@ KIND_WEIGHTS = {
 # a * b and a / b inside the 2..9 multiplication table. Measured: a 1M-parameter model learned a 564-fact table to
 # 65 % in 600 steps, but only 8 % of the 2,900 facts the earlier ranges (operands up to 30, products plus 20) needed.
 SUM_LIMIT = 30
+DIGIT_MAX = 9  # the second operand of every step, and both factors of a product, are in 2..DIGIT_MAX
 
 
 def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
     """Operands whose every step is a fact of the small table above (all intermediate results positive integers)."""
     r = rng.randint
-    digit = lambda: r(2, 9)  # noqa: E731
+    digit = lambda: r(2, DIGIT_MAX)  # noqa: E731
     if kind == "add":
         return r(2, 20), digit()
     if kind == "sub":
@@ -49,7 +50,7 @@ def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
         a, b, c = r(2, 20), digit(), digit()
         first = a + b if kind.startswith("add") else a - b
         second = first + c if kind.endswith("add") else first - c
-        return (a, b, c) if 1 <= first <= SUM_LIMIT and 1 <= second <= SUM_LIMIT + 9 else None
+        return (a, b, c) if 1 <= first <= SUM_LIMIT and 1 <= second <= SUM_LIMIT + DIGIT_MAX else None
     if kind in ("mul_add", "mul_sub"):
         a, b, c = digit(), digit(), digit()
         return (a, b, c) if a * b <= SUM_LIMIT and (kind == "mul_add" or a * b > c) else None
@@ -60,11 +61,11 @@ def _draw_numbers(kind: str, rng: random.Random) -> tuple[int, ...] | None:
         return (a, b, divisor) if 1 <= a <= SUM_LIMIT and total <= SUM_LIMIT else None
     if kind == "mul_div":
         a, b, divisor = digit(), digit(), digit()
-        return (a, b, divisor) if a * b % divisor == 0 and 2 <= a * b // divisor <= 9 else None
+        return (a, b, divisor) if a * b % divisor == 0 and 2 <= a * b // divisor <= DIGIT_MAX else None
     if kind in ("add_mul", "sub_mul"):
         a, b = r(2, 12), digit()
         first = a + b if kind == "add_mul" else a - b
-        return (a, b, digit()) if 2 <= first <= 9 else None
+        return (a, b, digit()) if 2 <= first <= DIGIT_MAX else None
     raise ValueError(f"unknown math problem kind '{kind}'")
 
 

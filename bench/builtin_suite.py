@@ -3,8 +3,10 @@
 Everything is built on CPU in minutes and cached under `<cache>/builtin-<hash>/`, keyed by a hash of the settings and
 the generator version; a cache entry appears only once complete (built in a scratch folder, then renamed).
 Design (MISSION.md, "A note on the built-in suite's design"): the base model sees mostly English general text, a
-little zh/ru/es text and parallel sentence pairs, so the four languages share representations; language adapters
-see much more text of their language, skill adapters English math solutions and English-docstring code.
+little zh/ru/es text, translation pairs both ways and task statements (questions, docstring sentences; never answers)
+in English and zh/ru/es side by side, so the four languages share representations; arithmetic facts and a copying
+drill give it the two abilities both tasks rest on. Language adapters see much more text of their language, skill
+adapters English math solutions and English-docstring code. README "The built-in suite" lists what was measured.
 """
 
 from __future__ import annotations
@@ -81,18 +83,28 @@ class BuiltinSettings:
 
 
 def pretraining_texts(settings: BuiltinSettings) -> list[str]:
+    """The base model's corpus (README "The built-in suite"): text, translations, a little of each skill, drills."""
     texts = list(general_text("en", settings.english_texts, settings.seed))
     for language in COMPOSITE_LANGUAGES:
         texts += general_text(language, settings.other_language_texts, settings.seed + 1)
-        texts += [f"{english}\n{other}" for english, other in parallel_pairs(language, settings.parallel_pairs, settings.seed)]
-        texts += [f"{other}\n{english}" for english, other in parallel_pairs(language, settings.reverse_pairs, settings.seed + 5)]
-        statements = statement_pairs(language, settings.statement_pairs, settings.seed + 6)
-        texts += [f"{a}\n{b}" if index % 2 else f"{b}\n{a}" for index, (a, b) in enumerate(statements)]
+        texts += translation_texts(language, settings)
     for skill, make in SKILL_DATA.items():
         examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
         texts += [example.prompt + example.target for example in examples]
-    texts += number_copy_lines(settings.copy_lines, settings.seed, settings.number_tokens - 1 or 199)
+    texts += number_copy_lines(settings.copy_lines, settings.seed)
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
+
+
+def translation_texts(language: str, settings: BuiltinSettings) -> list[str]:
+    """English-first and `language`-first translation pairs, then statement pairs with the two orders alternating."""
+    forward = parallel_pairs(language, settings.parallel_pairs, settings.seed)
+    reverse = parallel_pairs(language, settings.reverse_pairs, settings.seed + 5)
+    statements = statement_pairs(language, settings.statement_pairs, settings.seed + 6)
+    texts = [f"{english}\n{other}" for english, other in forward]
+    texts += [f"{other}\n{english}" for english, other in reverse]
+    for index, (english, other) in enumerate(statements):
+        texts.append(f"{english}\n{other}" if index % 2 else f"{other}\n{english}")
+    return texts
 
 
 def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]:

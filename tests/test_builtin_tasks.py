@@ -205,9 +205,7 @@ def test_general_text_and_parallel_pairs_are_clean():
 
 
 def test_statement_pairs_answer_nothing_and_never_state_a_held_out_problem(all_examples):
-    held_out = {
-        example.prompt for (task, _, pool), examples in all_examples.items() if pool != "adapter" for example in examples
-    }
+    held_out = {item.prompt for (_, _, pool), items in all_examples.items() if pool != "adapter" for item in items}
     for language in PARALLEL_LANGUAGES:
         pairs = statement_pairs(language, 200, seed=0)
         assert len(pairs) == 200 and len(set(pairs)) > 150

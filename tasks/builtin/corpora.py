@@ -112,7 +112,7 @@ def _question(prompt: str) -> str:
     return prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
 
 
-def number_copy_lines(count: int, seed: int, highest: int) -> list[str]:
+def number_copy_lines(count: int, seed: int, highest: int = 199) -> list[str]:
     """`count` lines that list two to six numbers (0..`highest`) and repeat them: "7 19 3 | 7 19 3".
 
     Language-neutral drill for copying numbers from earlier in the text, which both tasks need (a question's operands

@@ -163,8 +163,9 @@ def ensure_real_zoo(settings: RealSettings, options: SuiteOptions, data_dir: Pat
     datasets = real_zoo_datasets(settings, data_dir, wheels)
     started = time.perf_counter()
     with atomic_directory(directory) as scratch:
-        seconds = build_zoo(lambda: copy.deepcopy(base_model), tokenizer, datasets, settings.adapter, settings.adapter_training,
-                            settings.seed, base_id, scratch / "zoo")  # fmt: skip
+        seconds = build_zoo(lambda: copy.deepcopy(base_model), tokenizer, datasets, settings.adapter,
+                            lambda entry: settings.adapter_training, settings.seed, base_id,
+                            scratch / "zoo")  # fmt: skip
         sizes = {entry.name: len(examples) for entry, examples in datasets.items()}
         record = {"base_model_id": base_id, "seconds": seconds, "examples": sizes, "wheels": [w.name for w in wheels]}
         (scratch / "build.json").write_text(json.dumps(record, indent=1))

@@ -37,7 +37,6 @@ def train_lora(
 ):
     """Wrap `model` (changed in place) in a PEFT LoRA, train only the LoRA matrices, return the PeftModel."""
     torch.manual_seed(seed)
-    model.config.name_or_path = model.name_or_path = base_model_id  # PEFT's model card names the base by this id
     config = LoraConfig(
         r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
     )

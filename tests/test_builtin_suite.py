@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from bench.builtin_suite import BuiltinSettings, ensure_cache_entry, load_builtin_suite, pretraining_texts
 from bench.suites import SuiteOptions
 from bench.zoo import read_zoo
 from methods.training import TrainingConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_settings(**changes) -> BuiltinSettings:
@@ -37,8 +42,12 @@ def file_digests(directory: Path) -> dict[str, str]:
 def test_same_settings_same_bytes_reused_and_a_change_rebuilds(tmp_path):
     settings = tiny_settings()
     first = ensure_cache_entry(settings, tmp_path / "a")
-    again = ensure_cache_entry(settings, tmp_path / "b")
-    assert first.name == again.name == f"builtin-{settings.key()}"
+    # an independent build of the same settings in another process, with other string hashing (set order)
+    script = "from tests.test_builtin_suite import *; ensure_cache_entry(tiny_settings(), Path(sys.argv[1]))"
+    environment = {**os.environ, "PYTHONHASHSEED": "7", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "b")], check=True, cwd=ROOT, env=environment)
+    again = tmp_path / "b" / first.name
+    assert first.name == f"builtin-{settings.key()}" and (again / "build.json").is_file()
     digests = file_digests(first)
     assert any(name.startswith("zoo/skill_math/") for name in digests) and "base/model.safetensors" in digests
     assert digests == file_digests(again)  # an independent build of the same settings: the same bytes

@@ -11,7 +11,7 @@ import random
 
 from tasks.builtin.code_families import FAMILIES
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
-from tasks.builtin.math_problems import math_examples
+from tasks.builtin.math_problems import math_questions
 from tasks.builtin.pools import check_language, stable_int
 
 # Share of paragraphs that tell a word problem's story (have, buy more, give away) without its question: they teach
@@ -98,18 +98,14 @@ def statement_pairs(language: str, count: int, seed: int) -> list[tuple[str, str
     adapter pool (the question only, no solution), half code docstring sentences (no code, no example)."""
     check_language(language, PARALLEL_LANGUAGES)
     questions = count // 2
-    english, other = (math_examples(lang, "adapter", questions, seed) for lang in ("en", language))
-    pairs = [(_question(a.prompt), _question(b.prompt)) for a, b in zip(english, other)]
+    english, other = (math_questions(lang, "adapter", questions, seed) for lang in ("en", language))
+    pairs = [(first[-1], second[-1]) for first, second in zip(english, other)]
     rng = random.Random(stable_int("statements", language, seed))
     for _ in range(count - questions):
         family = rng.choice(FAMILIES)
         params = rng.choice(family.params)
         pairs.append(tuple(LEXICONS[lang].CODE_PHRASES[family.id].format(**params) for lang in ("en", language)))
     return pairs
-
-
-def _question(prompt: str) -> str:
-    return prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
 
 
 def number_copy_lines(count: int, seed: int, highest: int = 199) -> list[str]:

@@ -178,16 +178,24 @@ def _pool_problems(pool: str, count: int, seed: int) -> tuple:
     return tuple(sample_pool_problems("math", pool, count, seed, _draw_problem))
 
 
-def math_examples(language: str, pool: str, count: int, seed: int) -> list[Example]:
-    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter").
+def math_questions(language: str, pool: str, count: int, seed: int) -> list[tuple[str, str, tuple[int, ...], str]]:
+    """(key, kind, numbers, question text) of `count` problems of `pool`, the question written in `language`.
 
     The same (pool, count, seed) gives the same problems in every language, translated.
     """
     check_request(language, pool, count)
-    examples = []
+    questions = []
     for key, (kind, numbers) in _pool_problems(pool, count, seed):
         surface = _choose_surface(surface_rng("math", pool, seed, key))
-        question = render_question(language, story_clauses(kind, numbers, surface["sells"]), surface)
+        clauses = story_clauses(kind, numbers, surface["sells"])
+        questions.append((key, kind, numbers, render_question(language, clauses, surface)))
+    return questions
+
+
+def math_examples(language: str, pool: str, count: int, seed: int) -> list[Example]:
+    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), with solutions."""
+    examples = []
+    for key, kind, numbers, question in math_questions(language, pool, count, seed):
         solution, answer = worked_solution(kind, numbers)
         examples.append(
             Example(

@@ -4,8 +4,9 @@ Everything is built on CPU in minutes and cached under `<cache>/builtin-<hash>/`
 the generator version; a cache entry appears only once complete (built in a scratch folder, then renamed).
 Design (MISSION.md, "A note on the built-in suite's design"): the base model sees mostly English general text, a
 little zh/ru/es text, translation pairs both ways and task statements (questions, docstring sentences; never answers)
-in English and zh/ru/es side by side, so the four languages share representations; arithmetic facts and a copying
-drill give it the two abilities both tasks rest on. Language adapters see much more text of their language, skill
+in English and zh/ru/es side by side, and docstring sentences in all four languages followed by what their functions
+return on a few inputs (no code), so the four languages share representations; arithmetic facts and a copying drill
+give it the two abilities both tasks rest on. Language adapters see much more text of their language, skill
 adapters English math solutions and English-docstring code. README "The built-in suite" lists what was measured.
 """
 
@@ -32,7 +33,7 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION
 from tasks.builtin.code_problems import code_examples
-from tasks.builtin.corpora import general_text, number_copy_lines, parallel_pairs, statement_pairs
+from tasks.builtin.corpora import behaviour_lines, general_text, number_copy_lines, parallel_pairs, statement_pairs
 from tasks.builtin.math_problems import arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -59,20 +60,24 @@ class BuiltinSettings:
     copy_lines: int = 2000  # ... lines that list numbers and repeat them ("7 19 3 | 7 19 3"), a copying drill ...
     arithmetic_lines: int = 1500  # ... and lines of arithmetic facts ("7 + 5 = 12."), language-neutral knowledge
     reverse_pairs: int = 600  # ... translation-to-English pairs per language, reading zh/ru/es as English ...
-    statement_pairs: int = 1200  # ... and pairs of task statements (questions, docstring sentences; never answers)
+    statement_pairs: int = 1200  # ... pairs of task statements (questions, docstring sentences; never answers) ...
+    behaviour_lines: int = 1500  # ... and, in all four languages, docstring sentences with inputs -> outputs, no code
     build_threads: int = 2  # torch threads while building; part of the key, as the thread count changes float sums
     pretraining: TrainingConfig = field(
-        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=3, warmup_ratio=0.05,
+        default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=32, epochs=2, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=128)
     )  # fmt: skip
     adapter: LoraSettings = field(default_factory=LoraSettings)
-    language_texts: int = 2000  # each language adapter's general text
+    language_texts: int = 1000  # each language adapter's general text
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
                                                schedule="cosine", evaluations=0, max_length=192)
     )  # fmt: skip
-    skill_epochs: float = 3  # the skill adapters' epochs (the language adapters train `adapter_training.epochs`)
+    skill_training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(learning_rate=8e-3, batch_size=16, epochs=3, warmup_ratio=0.05,
+                                               schedule="cosine", evaluations=0, max_length=192)
+    )  # fmt: skip
     cell_sizes: dict = field(default_factory=lambda: {"train": 200, "dev": 50, "test_math": 200, "test_code": 100})
     oracle_examples: int = 2000  # composite-task examples per cell for the oracle (an upper bound)
     max_new_tokens: dict = field(default_factory=lambda: {"math": 48, "code": 64})
@@ -91,6 +96,8 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     for skill, make in SKILL_DATA.items():
         examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
         texts += [example.prompt + example.target for example in examples]
+    for language in ("en", *COMPOSITE_LANGUAGES):
+        texts += behaviour_lines(language, settings.behaviour_lines, settings.seed + 7)
     texts += number_copy_lines(settings.copy_lines, settings.seed)
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
 
@@ -145,10 +152,9 @@ def build_cache_entry(settings: BuiltinSettings, directory: Path) -> None:
     tokenizer.save_pretrained(directory / "base")
     timings = {"pretrain": time.perf_counter() - started}
     base_id = f"lora-compose-bench/builtin-{settings.key()}"
-    skill_training = dataclasses.replace(settings.adapter_training, epochs=settings.skill_epochs)
     timings |= build_zoo(lambda: LlamaForCausalLM.from_pretrained(directory / "base"), tokenizer,
                          adapter_datasets(settings), settings.adapter,
-                         lambda entry: skill_training if entry.role == "skill" else settings.adapter_training,
+                         lambda entry: settings.skill_training if entry.role == "skill" else settings.adapter_training,
                          settings.seed, base_id, directory / "zoo")  # fmt: skip
     (directory / "build.json").write_text(json.dumps({"base_model_id": base_id, "seconds": timings}, indent=1))
 

@@ -23,9 +23,9 @@ def tiny_settings(**changes) -> BuiltinSettings:
     training = TrainingConfig(learning_rate=3e-3, batch_size=8, epochs=1, evaluations=0, max_length=96)
     settings = BuiltinSettings(
         vocab_size=300, number_tokens=40, hidden_size=32, layers=1, heads=2, intermediate_size=64, english_texts=30,
-        other_language_texts=6, parallel_pairs=6, reverse_pairs=4, statement_pairs=4, copy_lines=4, arithmetic_lines=4,
-        skill_texts={"math": 4, "code": 4}, pretraining=training, language_texts=8, skill_examples=8,
-        adapter_training=training,
+        other_language_texts=6, parallel_pairs=6, reverse_pairs=4, statement_pairs=4, behaviour_lines=4,
+        copy_lines=4, arithmetic_lines=4, skill_texts={"math": 4, "code": 4}, pretraining=training, language_texts=8,
+        skill_examples=8, adapter_training=training, skill_training=training,
     )  # fmt: skip
     return dataclasses.replace(settings, **changes)
 

@@ -8,8 +8,8 @@ import pytest
 
 from tasks.builtin import code_examples, general_text, math_examples, parallel_pairs
 from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID
-from tasks.builtin.code_problems import body_source
-from tasks.builtin.corpora import PARALLEL_LANGUAGES, number_copy_lines, statement_pairs
+from tasks.builtin.code_problems import body_source, code_cases, reference_function
+from tasks.builtin.corpora import PARALLEL_LANGUAGES, behaviour_lines, number_copy_lines, statement_pairs
 from tasks.builtin.languages import LEXICONS, NAME_COUNT
 from tasks.builtin.math_problems import SUM_LIMIT, arithmetic_facts, clause_slots
 from tasks.builtin.pools import LANGUAGES, POOLS
@@ -214,6 +214,24 @@ def test_statement_pairs_answer_nothing_and_never_state_a_held_out_problem(all_e
             assert re.findall(r"\d+", english) == re.findall(r"\d+", translation)
             assert not any(marker in english + translation for marker in ("####", "return ", "def ", ">>>", "="))
             assert not any(f"Question: {text}\nAnswer:" in held_out for text in (english, translation))
+
+
+def test_behaviour_lines_state_true_behaviour_of_adapter_pool_functions_without_code(all_examples):
+    cases = code_cases("adapter", 150, seed=7)
+    held_out = [item.prompt for (task, language, pool), items in all_examples.items()
+                if task == "code" and language == "en" and pool != "adapter" for item in items]  # fmt: skip
+    for family_id, params, inputs, outputs in cases:
+        assert [reference_function(FAMILIES_BY_ID[family_id], params)(value) for value in inputs] == outputs
+        phrase = LEXICONS["en"].CODE_PHRASES[family_id].format(**dict(params))
+        assert not any(f'"""{phrase}\n' in prompt and f"({inputs[0]!r})\n" in prompt for prompt in held_out)
+    for language in LANGUAGES:
+        lines = behaviour_lines(language, 150, seed=7)
+        assert lines == behaviour_lines(language, 150, seed=7) != behaviour_lines(language, 150, seed=8)
+        for line, (family_id, params, inputs, outputs) in zip(lines, cases, strict=True):
+            phrase = LEXICONS[language].CODE_PHRASES[family_id].format(**dict(params))
+            shown = f"{inputs[0]!r} -> {outputs[0]!r}; {inputs[1]!r} -> {outputs[1]!r}"
+            assert line == f"{phrase} {shown}", language
+            assert not any(marker in line for marker in ("def ", "return ", ">>>", "####", "=")), line
 
 
 def test_number_copy_lines_repeat_their_numbers():

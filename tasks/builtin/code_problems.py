@@ -110,6 +110,12 @@ def _pool_problems(pool: str, count: int, seed: int) -> tuple:
     return tuple(sample_pool_problems("code", pool, count, seed, _draw_problem, _complete_problem))
 
 
+def code_cases(pool: str, count: int, seed: int) -> list[tuple[str, Params, list, list]]:
+    """(family id, parameters, inputs, expected outputs) of `count` problems of `pool`, in no language and with no
+    code: what each problem's function does."""
+    return [problem for _, problem in _pool_problems(pool, count, seed)]
+
+
 def render_prompt(language: str, name: str, family: Family, params: Params, example: object, output: object) -> str:
     """Signature plus docstring: the family's sentence in `language`, then one doctest example."""
     phrase = LEXICONS[language].CODE_PHRASES[family.id].format(**dict(params))

@@ -1,4 +1,5 @@
-"""General text of the built-in suite: narrative in each language, and English-to-X parallel pairs.
+"""Base-model corpora of the built-in suite: narrative in each language, parallel pairs, task statements, docstring
+sentences with the behaviour they describe, and a copying drill.
 
 The sentences reuse the vocabulary of the math problems and code docstrings (names, objects, buying and giving,
 lists, numbers, words and letters) with no question answered and no code, so a language adapter learns the words
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 
 from tasks.builtin.code_families import FAMILIES
+from tasks.builtin.code_problems import code_cases
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
 from tasks.builtin.math_problems import math_questions
 from tasks.builtin.pools import check_language, stable_int
@@ -106,6 +108,23 @@ def statement_pairs(language: str, count: int, seed: int) -> list[tuple[str, str
         params = rng.choice(family.params)
         pairs.append(tuple(LEXICONS[lang].CODE_PHRASES[family.id].format(**params) for lang in ("en", language)))
     return pairs
+
+
+def behaviour_lines(language: str, count: int, seed: int, cases: int = 2) -> list[str]:
+    """`count` lines that state what a function of the adapter pool returns, in `language`, and show it on `cases`
+    inputs, with no code: "Return the smallest number in xs. [4, 11, 18] -> 4; [9, 2] -> 2".
+
+    The same functions and inputs in every language (for a seed), so a docstring sentence in any language is followed
+    by the same behaviour and comes to mean the same thing: the grounding a multilingual base model gets from text
+    that describes, in many languages, what things do.
+    """
+    check_language(language)
+    lines = []
+    for family_id, params, inputs, outputs in code_cases("adapter", count, seed):
+        phrase = LEXICONS[language].CODE_PHRASES[family_id].format(**dict(params))
+        shown = "; ".join(f"{value!r} -> {result!r}" for value, result in list(zip(inputs, outputs))[:cases])
+        lines.append(f"{phrase} {shown}")
+    return lines
 
 
 def number_copy_lines(count: int, seed: int, highest: int = 199) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 
 import pytest
@@ -221,7 +222,8 @@ def test_behaviour_lines_state_true_behaviour_of_adapter_pool_functions_without_
     held_out = [item.prompt for (task, language, pool), items in all_examples.items()
                 if task == "code" and language == "en" and pool != "adapter" for item in items]  # fmt: skip
     for family_id, params, inputs, outputs in cases:
-        assert [reference_function(FAMILIES_BY_ID[family_id], params)(value) for value in inputs] == outputs
+        function = reference_function(FAMILIES_BY_ID[family_id], params)
+        assert [function(copy.deepcopy(value)) for value in inputs] == outputs
         phrase = LEXICONS["en"].CODE_PHRASES[family_id].format(**dict(params))
         assert not any(f'"""{phrase}\n' in prompt and f"({inputs[0]!r})\n" in prompt for prompt in held_out)
     for language in LANGUAGES:

@@ -112,7 +112,7 @@ def statement_pairs(language: str, count: int, seed: int) -> list[tuple[str, str
 
 def behaviour_lines(language: str, count: int, seed: int, cases: int = 2) -> list[str]:
     """`count` lines that state what a function of the adapter pool returns, in `language`, and show it on `cases`
-    inputs, with no code: "Return the smallest number in xs. [4, 11, 18] -> 4; [9, 2] -> 2".
+    inputs, with no code: "Return the sum of the digits of n. 895 -> 22; 957 -> 21".
 
     The same functions and inputs in every language (for a seed), so a docstring sentence in any language is followed
     by the same behaviour and comes to mean the same thing: the grounding a multilingual base model gets from text

@@ -31,7 +31,7 @@ from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo
 from bench.zoo_builder import build_zoo
 from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
-from tasks.builtin import GENERATOR_VERSION
+from tasks.builtin import GENERATOR_VERSION, LANGUAGES
 from tasks.builtin.code_problems import code_examples
 from tasks.builtin.corpora import behaviour_lines, general_text, number_copy_lines, parallel_pairs, statement_pairs
 from tasks.builtin.math_problems import arithmetic_facts, math_examples
@@ -96,7 +96,7 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     for skill, make in SKILL_DATA.items():
         examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
         texts += [example.prompt + example.target for example in examples]
-    for language in ("en", *COMPOSITE_LANGUAGES):
+    for language in LANGUAGES:
         texts += behaviour_lines(language, settings.behaviour_lines, settings.seed + 7)
     texts += number_copy_lines(settings.copy_lines, settings.seed)
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file  # noqa: E402
 from methods.fusion_gate import ExampleTrace, read_trace_tensors, unpack_strings  # noqa: E402
 
 log = logging.getLogger(__name__)
-METHODS = ("loraflow", "xlora")  # the methods that record per-token weights (X-LoRA: its classifier's scalings)
+METHODS = ("loraflow", "loraflow_ceiling", "xlora")  # the methods that record per-token weights (X-LoRA: its classifier's scalings)
 LATIN_FAMILY = "DejaVu Sans"  # matplotlib's own font: Latin and Cyrillic
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Micro Hei",
                 "WenQuanYi Zen Hei", "Droid Sans Fallback", "AR PL UMing CN")  # fmt: skip

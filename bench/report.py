@@ -2,7 +2,9 @@
 
 The table has the LoRA-Flow main-table layout: one row per method; one column per (task, language) cell, then the
 per-task averages and the overall average; mean over seeds, with the half-width of a 95% t-interval when there are
-several. `gap closed` = (method - best single adapter) / (oracle - best single adapter), on the overall average.
+several. `gap closed` = (method - best single adapter) / (oracle - best single adapter), on the overall average;
+`ceiling gap closed` the same with the `loraflow_ceiling` row (gates trained on plentiful composite data) in place of
+the oracle: the share of what output-level fusion of these adapters can reach.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from tasks.registry import ALL_LANGUAGES
 CSV_COLUMNS = ["method", "suite", "task", "language", "seed", "metric", "score", "n"]
 METHOD_ORDER = [
     "base", "language_lora", "skill_lora", "average", "linear", "cat", "svd", "ties", "dare_ties", "dare_linear",
-    "lorahub", "fusion", "xlora", "loraflow", "hydralora", "hydralora_tuned", "oracle",
+    "lorahub", "fusion", "xlora", "loraflow", "hydralora", "hydralora_tuned", "loraflow_ceiling", "oracle",
 ]  # fmt: skip
 TASK_ORDER = ["math", "code"]
 SINGLE_ADAPTER_ROWS = ("language_lora", "skill_lora")
+GAP_COLUMNS = {"gap closed": "oracle", "ceiling gap closed": "loraflow_ceiling"}  # column -> the row bounding it
 # Two-sided 95% Student-t quantiles for 1..10 degrees of freedom; beyond that 1.96 is close enough.
 T_QUANTILES = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
 
@@ -70,17 +73,18 @@ def summary_table(cells: pd.DataFrame) -> pd.DataFrame:
     table["avg ±"] = overall.groupby("method").agg(confidence_half_width)
     summary = pd.DataFrame(table)
     summary = summary.loc[_ordered(summary.index, METHOD_ORDER)]
-    summary["gap closed"] = gap_closed(summary["avg"])
+    for column, upper_row in GAP_COLUMNS.items():
+        summary[column] = gap_closed(summary["avg"], upper_row)
     return summary
 
 
-def gap_closed(averages: pd.Series) -> pd.Series:
-    """(method - best single adapter) / (oracle - best single adapter); NaN without those rows."""
+def gap_closed(averages: pd.Series, upper_row: str = "oracle") -> pd.Series:
+    """(method - best single adapter) / (upper row - best single adapter); NaN without those rows."""
     singles = [averages[name] for name in SINGLE_ADAPTER_ROWS if name in averages.index]
-    if "oracle" not in averages.index or not singles:
+    if upper_row not in averages.index or not singles:
         return pd.Series(math.nan, index=averages.index)
     best_single = max(singles)
-    room = averages["oracle"] - best_single
+    room = averages[upper_row] - best_single
     return (averages - best_single) / room if room > 0 else pd.Series(math.nan, index=averages.index)
 
 
@@ -91,14 +95,16 @@ def _format_cell(mean: float, half_width: float, with_ci: bool) -> str:
 
 
 def display_table(summary: pd.DataFrame, with_ci: bool) -> pd.DataFrame:
-    """Score columns as text ('12.3' or '12.3 ± 1.0'), plus the gap-closed share."""
-    columns = [column for column in summary.columns if not column.endswith("±") and column != "gap closed"]
+    """Score columns as text ('12.3' or '12.3 ± 1.0'), plus the gap-closed shares (shown where their row exists)."""
+    columns = [column for column in summary.columns if not column.endswith("±") and column not in GAP_COLUMNS]
     shown = pd.DataFrame(index=summary.index)
     for column in columns:
         shown[column] = [
             _format_cell(mean, half, with_ci) for mean, half in zip(summary[column], summary[f"{column} ±"])
         ]
-    shown["gap closed"] = ["-" if pd.isna(value) else f"{value:.2f}" for value in summary["gap closed"]]
+    for column, upper_row in GAP_COLUMNS.items():
+        if column == "gap closed" or upper_row in summary.index:
+            shown[column] = ["-" if pd.isna(value) else f"{value:.2f}" for value in summary[column]]
     shown.index.name = "method"
     return shown
 

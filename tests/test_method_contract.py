@@ -17,6 +17,7 @@ from tests.conftest import tiny_cell
 # Small budgets so every method fits in seconds; every other option keeps its paper default.
 FAST_OPTIONS = {
     "loraflow": {"epochs": "1", "evaluations": "1"},
+    "loraflow_ceiling": {"epochs": "1", "evaluations": "1"},
     "lorahub": {"max_inference_step": "4"},
     "hydralora": {"train_data": "cell", "heads": "2", "epochs": "1"},
     "hydralora_tuned": {"train_data": "cell", "heads": "2", "epochs": "1", "router_epochs": "1"},

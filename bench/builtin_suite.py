@@ -13,6 +13,7 @@ adapters English math solutions and English-docstring code. README "The built-in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -33,7 +34,14 @@ from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig, train_parameters
 from tasks.builtin import GENERATOR_VERSION, LANGUAGES
 from tasks.builtin.code_problems import code_examples
-from tasks.builtin.corpora import behaviour_lines, general_text, number_copy_lines, parallel_pairs, statement_pairs
+from tasks.builtin.corpora import (
+    behaviour_lines,
+    general_text,
+    number_copy_lines,
+    number_word_texts,
+    parallel_pairs,
+    statement_pairs,
+)
 from tasks.builtin.math_problems import arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -69,6 +77,9 @@ class BuiltinSettings:
     )  # fmt: skip
     adapter: LoraSettings = field(default_factory=LoraSettings)
     language_texts: int = 1000  # each language adapter's general text
+    # True: the composite cells write their numbers as words ("двенадцать"), which only the language adapters learn
+    # (their paragraphs come with number words, then again in digits); the base model never sees a number word
+    number_words: bool = False
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
@@ -119,7 +130,8 @@ def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]
     datasets = {}
     for language in COMPOSITE_LANGUAGES:
         entry = ZooEntry(name=f"language_{language}", path=f"language_{language}", role="language", language=language)
-        texts = general_text(language, settings.language_texts, settings.seed + 2)
+        make_texts = number_word_texts if settings.number_words else general_text
+        texts = make_texts(language, settings.language_texts, settings.seed + 2)
         datasets[entry] = text_examples(texts, entry.name)
     for skill, make in SKILL_DATA.items():
         entry = ZooEntry(name=f"skill_{skill}", path=f"skill_{skill}", role="skill", skill=skill)
@@ -176,12 +188,13 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
 
 
 def cell_data(settings: BuiltinSettings, skill: str, language: str) -> CellData:
-    make, sizes = SKILL_DATA[skill], settings.cell_sizes
+    sizes = settings.cell_sizes
+    make = functools.partial(SKILL_DATA[skill], language, number_words=settings.number_words)
     return CellData(
-        train=make(language, "train", sizes["train"], settings.seed),
-        dev=make(language, "dev", sizes["dev"], settings.seed),
-        test=make(language, "test", sizes[f"test_{skill}"], settings.seed),
-        composite_train=make(language, "adapter", settings.oracle_examples, settings.seed + 3),
+        train=make("train", sizes["train"], settings.seed),
+        dev=make("dev", sizes["dev"], settings.seed),
+        test=make("test", sizes[f"test_{skill}"], settings.seed),
+        composite_train=make("adapter", settings.oracle_examples, settings.seed + 3),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID, Family
 from tasks.builtin.languages import LEXICONS
+from tasks.builtin.number_words import spell_numbers
 from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, stable_int, surface_rng
 from tasks.examples import Example
 
@@ -116,9 +117,14 @@ def code_cases(pool: str, count: int, seed: int) -> list[tuple[str, Params, list
     return [problem for _, problem in _pool_problems(pool, count, seed)]
 
 
-def render_prompt(language: str, name: str, family: Family, params: Params, example: object, output: object) -> str:
-    """Signature plus docstring: the family's sentence in `language`, then one doctest example."""
+def render_prompt(
+    language: str, name: str, family: Family, params: Params, example: object, output: object, number_words: bool = False
+) -> str:
+    """Signature plus docstring: the family's sentence in `language` (its numbers as words with `number_words`), then
+    one doctest example."""
     phrase = LEXICONS[language].CODE_PHRASES[family.id].format(**dict(params))
+    if number_words:
+        phrase = spell_numbers(phrase, language)
     return (
         f"def {name}({family.argument}):\n"
         f'    """{phrase}\n'
@@ -140,8 +146,9 @@ def _function_name(rng: random.Random) -> str:
     return rng.choice(FUNCTION_NAMES)
 
 
-def code_examples(language: str, pool: str, count: int, seed: int) -> list[Example]:
-    """`count` function-writing tasks with docstrings in `language` from `pool` ("train", "dev", "test", "adapter").
+def code_examples(language: str, pool: str, count: int, seed: int, number_words: bool = False) -> list[Example]:
+    """`count` function-writing tasks with docstrings in `language` from `pool` ("train", "dev", "test", "adapter");
+    with `number_words`, the docstring's sentence writes its numbers as words of the language.
 
     The same (pool, count, seed) gives the same tasks in every language, translated.
     """
@@ -153,7 +160,7 @@ def code_examples(language: str, pool: str, count: int, seed: int) -> list[Examp
         examples.append(
             Example(
                 id=f"code-{language}-{pool}-{family_id}-{key_digest(key)}",
-                prompt=render_prompt(language, name, family, params, inputs[0], outputs[0]),
+                prompt=render_prompt(language, name, family, params, inputs[0], outputs[0], number_words),
                 target=body_source(family, params),
                 test=render_check(inputs, outputs),
                 entry_point=name,

@@ -14,6 +14,7 @@ from tasks.builtin.code_families import FAMILIES
 from tasks.builtin.code_problems import code_cases
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
 from tasks.builtin.math_problems import math_questions
+from tasks.builtin.number_words import spell_numbers
 from tasks.builtin.pools import check_language, stable_int
 
 # Share of paragraphs that tell a word problem's story (have, buy more, give away) without its question: they teach
@@ -82,6 +83,16 @@ def general_text(language: str, count: int, seed: int) -> list[str]:
     check_language(language)
     rng = random.Random(stable_int("general", language, seed))
     return [render_paragraph(language, _choose_paragraph(rng, rng.randint(2, 4))) for _ in range(count)]
+
+
+def number_word_texts(language: str, count: int, seed: int) -> list[str]:
+    """`count` paragraphs of `language` written with number words, each followed by the same paragraph in digits:
+    what a language adapter learns of its number words (`tasks/builtin/number_words.py`)."""
+    texts = []
+    for text in general_text(language, count, seed):
+        spelled = spell_numbers(text, language)
+        texts.append(text if spelled == text else f"{spelled}\n{text}")
+    return texts
 
 
 def parallel_pairs(language: str, count: int, seed: int) -> list[tuple[str, str]]:

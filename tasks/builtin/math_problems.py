@@ -12,6 +12,7 @@ import functools
 import random
 
 from tasks.builtin.languages import CONTAINER_IDS, LEXICONS, NAME_COUNT, OBJECT_IDS, PLACE_IDS
+from tasks.builtin.number_words import spell_numbers
 from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, stable_int, surface_rng
 from tasks.examples import Example
 
@@ -192,11 +193,14 @@ def math_questions(language: str, pool: str, count: int, seed: int) -> list[tupl
     return questions
 
 
-def math_examples(language: str, pool: str, count: int, seed: int) -> list[Example]:
-    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), with solutions."""
+def math_examples(language: str, pool: str, count: int, seed: int, number_words: bool = False) -> list[Example]:
+    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), with solutions;
+    with `number_words`, the question writes its numbers as words of the language (the solution keeps digits)."""
     examples = []
     for key, kind, numbers, question in math_questions(language, pool, count, seed):
         solution, answer = worked_solution(kind, numbers)
+        if number_words:
+            question = spell_numbers(question, language)
         examples.append(
             Example(
                 id=f"math-{language}-{pool}-{kind}-{key_digest(key)}",

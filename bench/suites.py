@@ -2,9 +2,11 @@
 
 A suite is registered by name (`@register_suite("builtin")`) or given as a path to a `suite.json`:
     {"base_model": "<path or hub id>", "gguf_file": null, "base_model_id": "<id the zoo names; default base_model>",
-     "zoo": "<zoo folder>", "max_new_tokens": {"math": 64},
-     "tasks": {"math": {"zh": {"train": "math_zh_train.jsonl", "dev": "...", "test": "..."}}}}
-Relative paths are taken from the folder of suite.json.
+     "tokenizer": "<path or hub id; default: the base model's own>",
+     "zoo": "<zoo folder>", "max_new_tokens": {"math": 64}, "generation_batch_size": 16,
+     "tasks": {"math": {"zh": {"train": "math_zh_train.jsonl", "dev": "...", "test": "...", "composite_train": "..."}}}}
+Relative paths are taken from the folder of suite.json. A test item whose id or prompt is also in the cell's train,
+dev or composite_train split is refused (leakage).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.models import load_model
-from bench.zoo import Zoo, adapter_hashes, load_zoo_adapters, read_zoo
+from bench.zoo import Zoo, adapter_hashes, load_zoo_adapters, read_zoo, zoo_training_data
 from methods.lora_adapter import LoraAdapter
-from tasks.examples import Example, read_examples
+from tasks.examples import Example, leaked_ids, read_examples
 from tasks.registry import TASKS
 
 
@@ -105,18 +107,62 @@ def suite_display_name(name_or_path: str) -> str:
     return (path if path.is_dir() or not path.suffix else path.parent).resolve().name
 
 
+SUITE_FIELDS = (
+    "base_model", "gguf_file", "base_model_id", "tokenizer", "zoo", "max_new_tokens", "generation_batch_size", "tasks",
+)  # fmt: skip
+SPLITS = ("train", "dev", "test", "composite_train")
+
+
 def _read_suite_file(path: Path) -> dict:
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error.msg})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: must be a JSON object with fields 'base_model', 'zoo' and 'tasks'")
     for required in ("base_model", "zoo", "tasks"):
         if required not in spec:
             raise ValueError(f"{path}: field '{required}' is missing")
-    for task in spec["tasks"]:
+    unknown = set(spec) - set(SUITE_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: unknown field(s) {sorted(unknown)}; valid: {', '.join(SUITE_FIELDS)}")
+    for name in ("base_model", "zoo", "base_model_id", "tokenizer", "gguf_file"):
+        if spec.get(name) is not None and not isinstance(spec[name], str):
+            raise ValueError(f"{path}: field '{name}' must be a string, not {spec[name]!r}")
+    _check_tasks_field(path, spec["tasks"])
+    _check_max_new_tokens(path, spec.get("max_new_tokens", {}))
+    return spec
+
+
+def _check_tasks_field(path: Path, tasks: object) -> None:
+    """tasks: {task: {language: {split: file}}}."""
+    if not isinstance(tasks, dict):
+        raise ValueError(f"{path}: field 'tasks' must be an object {{task: {{language: {{split: file}}}}}}")
+    for task, by_language in tasks.items():
         if task not in TASKS:
             raise ValueError(f"{path}: tasks.{task}: unknown task; valid: {', '.join(TASKS)}")
-    return spec
+        if not isinstance(by_language, dict):
+            raise ValueError(f"{path}: tasks.{task} must be an object {{language: {{split: file}}}}, not {by_language!r}")
+        for language, files in by_language.items():
+            where = f"{path}: tasks.{task}.{language}"
+            if not isinstance(files, dict):
+                raise ValueError(f"{where} must be an object {{split: file}}, not {files!r}")
+            unknown = set(files) - set(SPLITS)
+            if unknown:
+                raise ValueError(f"{where}: unknown split(s) {sorted(unknown)}; valid: {', '.join(SPLITS)}")
+            for split, file in files.items():
+                if not isinstance(file, str):
+                    raise ValueError(f"{where}.{split} must be a file name, not {file!r}")
+
+
+def _check_max_new_tokens(path: Path, limits: object) -> None:
+    if not isinstance(limits, dict):
+        raise ValueError(f"{path}: field 'max_new_tokens' must be an object {{task: tokens}}, not {limits!r}")
+    for task, value in limits.items():
+        if task not in TASKS:
+            raise ValueError(f"{path}: max_new_tokens.{task}: unknown task; valid: {', '.join(TASKS)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{path}: max_new_tokens.{task} must be a positive integer, not {value!r}")
 
 
 def _read_cell(path: Path, task: str, language: str, files: dict) -> CellData:
@@ -130,23 +176,43 @@ def _read_cell(path: Path, task: str, language: str, files: dict) -> CellData:
             raise ValueError(f"{path.parent / files[name]}: no examples ({task}/{language} {name} split)")
         return examples
 
-    return CellData(train=split("train"), dev=split("dev"), test=split("test"), composite_train=split("composite_train", False))
+    cell = CellData(train=split("train"), dev=split("dev"), test=split("test"), composite_train=split("composite_train", False))
+    for name in ("train", "dev", "composite_train"):
+        leaked = leaked_ids(cell.test, getattr(cell, name))
+        if leaked:
+            raise ValueError(
+                f"{path.parent / files['test']}: test item(s) {leaked[:5]} ({len(leaked)} in all) also appear in the "
+                f"{name} split {path.parent / files[name]} (same id or prompt); a test item must be unseen"
+            )
+    return cell
+
+
+def _load_base_model(path: Path, spec: dict, options: SuiteOptions):
+    """(model, tokenizer): the base model and its own tokenizer, or the one suite.json's `tokenizer` names."""
+
+    def local_or_hub(location: str) -> str | Path:
+        local = path.parent / location
+        return local if local.exists() else location
+
+    tokenizer = local_or_hub(spec["tokenizer"]) if spec.get("tokenizer") else None
+    hint = f"name one with the `tokenizer` field of {path}"
+    model = local_or_hub(spec["base_model"])
+    return load_model(model, spec.get("gguf_file"), options.device, options.dtype, tokenizer, hint)
 
 
 def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
     """Load a suite described by a suite.json file."""
     spec = _read_suite_file(path)
     base_model = spec["base_model"]
-    local_model = path.parent / base_model
-    model_location = local_model if local_model.exists() else base_model
-    model, tokenizer = load_model(model_location, spec.get("gguf_file"), options.device, options.dtype)
-    base_model_id = spec.get("base_model_id", base_model)
+    base_model_id = spec.get("base_model_id") or base_model
     zoo = read_zoo(path.parent / spec["zoo"])
     cells = {
         (task, language): _read_cell(path, task, language, files)
         for task, by_language in spec["tasks"].items()
         for language, files in by_language.items()
     }
+    training_data = zoo_training_data(zoo)
+    model, tokenizer = _load_base_model(path, spec, options)
     return Suite(
         name=suite_display_name(str(path)),
         base_model_id=base_model_id,
@@ -157,6 +223,7 @@ def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
         cells=cells,
         max_new_tokens=spec.get("max_new_tokens", {}),
         generation_batch_size=_positive_int(path, spec, "generation_batch_size", 16),
+        zoo_training_data=training_data,
     )
 
 

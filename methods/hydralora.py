@@ -2,7 +2,8 @@
 
 HydraLoRA is a fine-tuning architecture (one shared A, N B heads, a per-token router; see `methods.hydra_layer`),
 not a way to merge existing adapters. To compare it on equal footing it is trained once per seed on the data the
-zoo's adapters saw (`cell.zoo_training_data`: every language's general text plus the English math and code data),
+zoo's adapters saw (`cell.zoo_training_data`: in the built-in suite every language's general text plus the English
+math and code data; in a suite.json suite the files zoo.json's `data` fields name, else each cell's own train split),
 with N chosen by clustering that data, and then evaluated on every composite cell (`hydralora`). `hydralora_tuned`
 starts from the same trained model and tunes only its routers on the cell's ~200 training examples, as LoRA-Flow
 tunes its gates. The trained model is kept in `cell.shared_directory`, keyed by a digest of what it depends on.
@@ -60,7 +61,8 @@ class HydraLoraConfig:
     # Choosing N: k-means on mean-pooled base-model hidden states, the candidate with the best silhouette score.
     head_candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     cluster_examples: int = 1000  # a seeded sample of the training data is embedded and clustered
-    # "zoo": trained once on cell.zoo_training_data; "cell": on each cell's own train split (suites without zoo data).
+    # "zoo": trained once on cell.zoo_training_data, or on each cell's train split (logged) when the suite supplies
+    # none; "cell": always on each cell's own train split.
     train_data: str = "zoo"
     learning_rate: float = 2e-4  # lr=0.0002
     epochs: float = 1.0  # num_train_epochs 1
@@ -90,14 +92,15 @@ def check_config(config: HydraLoraConfig, cell: Cell, method_name: str) -> Hydra
     """Refuse options and suites that cannot work, naming the option to change."""
     if config.train_data not in TRAIN_DATA_CHOICES:
         raise ValueError(f"--set {method_name}.train_data={config.train_data}: valid: {', '.join(TRAIN_DATA_CHOICES)}")
-    if config.train_data == "zoo" and not cell.zoo_training_data:
-        raise ValueError(
-            f"{method_name}: this suite does not supply the data its zoo's adapters were trained on "
-            "(cell.zoo_training_data is empty), so HydraLoRA cannot be trained on the same data; "
-            f"use --set {method_name}.train_data=cell to train it on each cell's own train split instead"
-        )
     if config.heads is not None and config.heads < 1:
         raise ValueError(f"--set {method_name}.heads={config.heads}: need at least 1 head (or none to cluster)")
+    if config.train_data == "zoo" and not cell.zoo_training_data:
+        log.warning(
+            "%s: the suite does not supply the data its zoo's adapters were trained on (no `data` field in zoo.json), "
+            "so HydraLoRA is trained on the %s/%s cell's own train split (as with --set %s.train_data=cell)",
+            method_name, cell.task, cell.language, method_name,
+        )  # fmt: skip
+        return dataclasses.replace(config, train_data="cell")
     return config
 
 

@@ -71,6 +71,12 @@ def _read_config(directory: Path, name: str) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise AdapterError(f"adapter '{name}': {config_path} is not valid JSON ({error.msg})") from None
+    if not isinstance(config, dict):
+        kind = type(config).__name__
+        raise AdapterError(f"adapter '{name}': {config_path} must be a JSON object (a PEFT LoraConfig), not a {kind}")
+    alpha = config.get("lora_alpha", 8)
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+        raise AdapterError(f"adapter '{name}': {config_path} field 'lora_alpha' must be a number, not {alpha!r}")
     if config.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"adapter '{name}': {config_path} field 'peft_type' is {config['peft_type']!r}, need 'LORA'")
     for unsupported in ("use_dora", "fan_in_fan_out"):
@@ -116,6 +122,8 @@ def load_lora_adapter(directory: str | Path, name: str | None = None, allow_pick
         match = KEY_PATTERN.match(key)
         if match is None:
             raise AdapterError(f"adapter '{name}': unexpected tensor '{key}' in {weights_path(directory)}")
+        if not torch.isfinite(tensor).all():
+            raise AdapterError(f"adapter '{name}': tensor '{key}' in {weights_path(directory)} holds NaN or Inf values")
         parts.setdefault(match["module"], {})[match["part"]] = tensor.float()
     if not parts:
         raise AdapterError(f"adapter '{name}': {weights_path(directory)} holds no LoRA tensors")
@@ -130,7 +138,14 @@ def load_lora_adapter(directory: str | Path, name: str | None = None, allow_pick
                 "whose ranks do not match"
             )
         rank = A.shape[0]
+        if rank == 0:
+            raise AdapterError(f"adapter '{name}': module '{module_name}' has rank 0 (lora_A {tuple(A.shape)}), so no LoRA")
         alpha = _alpha_for(module_name, config)
+        if alpha == 0:
+            raise AdapterError(
+                f"adapter '{name}': {directory / CONFIG_FILE} gives module '{module_name}' lora_alpha 0, "
+                "so its scaling alpha / r is 0 and the adapter changes nothing"
+            )
         scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
         modules[module_name] = LoraModule(A=A, B=B, scaling=scaling)
     return LoraAdapter(name=name, modules=modules, base_model=config.get("base_model_name_or_path") or "", config=config)
@@ -140,7 +155,9 @@ def check_adapter_fits(adapter: LoraAdapter, model: torch.nn.Module, base_model_
     """Raise AdapterError naming the adapter and module when the adapter cannot be applied to `model`."""
     if base_model_id and adapter.base_model and adapter.base_model != base_model_id:
         raise AdapterError(
-            f"adapter '{adapter.name}' was trained for base model '{adapter.base_model}', not '{base_model_id}'"
+            f"adapter '{adapter.name}' was trained for base model '{adapter.base_model}', not '{base_model_id}'; "
+            f"if they are the same model, set `base_model_id` in suite.json (and `base_model` in zoo.json) to "
+            f"'{adapter.base_model}'"
         )
     named = dict(model.named_modules())
     for module_name, lora in adapter.modules.items():

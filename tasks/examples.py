@@ -53,24 +53,51 @@ def read_jsonl_records(path: Path) -> list[tuple[int, dict]]:
     return records
 
 
+def _example_from_record(path: Path, line_number: int, record: dict) -> Example:
+    for field in ("id", "prompt", "target"):
+        if not isinstance(record.get(field), str):
+            raise ValueError(f"{path}:{line_number}: field '{field}' is missing or not a string")
+    unknown = set(record) - set(EXAMPLE_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}:{line_number}: unknown field(s) {sorted(unknown)}")
+    return Example(**record)
+
+
 def read_examples(path: Path) -> list[Example]:
     """Read a JSONL file of examples, naming the file, line and field at fault on bad input."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: task data file not found")
-    examples = []
-    for line_number, record in read_jsonl_records(path):
-        for field in ("id", "prompt", "target"):
-            if not isinstance(record.get(field), str):
-                raise ValueError(f"{path}:{line_number}: field '{field}' is missing or not a string")
-        unknown = set(record) - set(EXAMPLE_FIELDS)
-        if unknown:
-            raise ValueError(f"{path}:{line_number}: unknown field(s) {sorted(unknown)}")
-        examples.append(Example(**record))
+    examples = [_example_from_record(path, line_number, record) for line_number, record in read_jsonl_records(path)]
     duplicates = sorted(identifier for identifier, count in Counter(e.id for e in examples).items() if count > 1)
     if duplicates:
         raise ValueError(f"{path}: duplicate example id(s) {duplicates[:5]}")
     return examples
+
+
+def read_training_examples(path: Path, prefix: str) -> list[Example]:
+    """An adapter's training data: JSONL lines that are `Example`s, or `{"text": ...}` (raw text, all of it target)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: training data file not found")
+    examples = []
+    for line_number, record in read_jsonl_records(path):
+        if "text" not in record:
+            examples.append(_example_from_record(path, line_number, record))
+        elif set(record) != {"text"} or not isinstance(record["text"], str):
+            raise ValueError(f"{path}:{line_number}: a text line is {{\"text\": \"...\"}} and nothing else")
+        else:
+            examples.append(Example(id=f"{prefix}-{line_number}", prompt="", target=record["text"]))
+    if not examples:
+        raise ValueError(f"{path}: no training examples")
+    return examples
+
+
+def leaked_ids(test: list[Example], training: list[Example]) -> list[str]:
+    """Ids of test items that also appear in `training`, by id or by (non-empty) prompt text."""
+    seen_ids = {example.id for example in training}
+    seen_prompts = {example.prompt for example in training if example.prompt}
+    return [example.id for example in test if example.id in seen_ids or example.prompt in seen_prompts]
 
 
 def write_examples(path: Path, examples: list[Example]) -> None:

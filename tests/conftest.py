@@ -62,10 +62,14 @@ def tiny_model(tiny_tokenizer):
     return tiny_llama(len(tiny_tokenizer))
 
 
+# Test questions differ from train and dev ones (a suite refuses test leakage); dev repeats train's first questions.
+SPLIT_OFFSETS = {"test": 0, "train": 10, "dev": 10}
+
+
 def _math_examples(language: str, split: str, count: int) -> list[Example]:
     return [
-        Example(id=f"{language}-{split}-{i}", prompt=f"Question: {i} + 1 = ?\nAnswer:", target=f" {i + 1}", answer=str(i + 1))
-        for i in range(count)
+        Example(id=f"{language}-{split}-{i}", prompt=f"Question: {n} + 1 = ?\nAnswer:", target=f" {n + 1}", answer=str(n + 1))
+        for i, n in enumerate(range(SPLIT_OFFSETS[split], SPLIT_OFFSETS[split] + count))
     ]
 
 

@@ -45,9 +45,50 @@ def first_line_of(path: Path, text: str) -> None:
     path.write_text("\n".join([text] + lines[1:]) + "\n")
 
 
+def edit_adapter_tensors(suite: Path, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = suite / "zoo/language_zh/adapter_model.safetensors"
+    save_file({key: change(key, value).contiguous() for key, value in load_file(str(path)).items()}, str(path))
+
+
+def adapter_of_rank_zero(suite: Path) -> None:
+    edit_adapter_tensors(suite, lambda key, value: value[:0] if "lora_A" in key else value[:, :0])
+
+
+def adapter_with_a_nan(suite: Path) -> None:
+    def poison(key, value):
+        if key.endswith("layers.1.mlp.down_proj.lora_B.weight"):
+            value = value.clone()
+            value[0, 0] = float("nan")
+        return value
+
+    edit_adapter_tensors(suite, poison)
+
+
+def model_smaller_than_the_tokenizer(suite: Path) -> None:
+    tiny_llama(200).save_pretrained(suite / "model")  # the tokenizer has 300 tokens
+
+
+def tokenizer_without_eos(suite: Path) -> None:
+    edit_json(suite / "model/tokenizer_config.json", lambda config: config.update(eos_token=None))
+
+
+def model_folder_without_tokenizer(suite: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (suite / "model" / name).unlink(missing_ok=True)
+
+
+def leak_into_the_test_file(suite: Path, split: str, field: str) -> None:
+    """The test file's first item takes the `field` (id or prompt) of the second item of `split`."""
+    leaked = json.loads((suite / f"data/math_zh_{split}.jsonl").read_text().splitlines()[1])
+    test_item = json.loads((suite / DATA).read_text().splitlines()[0])
+    first_line_of(suite / DATA, json.dumps({**test_item, field: leaked[field]}))
+
+
 DATA = "data/math_zh_test.jsonl"
 CASES = {
-    "adapter for another base model": (adapter_for_another_base, [], "was trained for base model 'other/model'"),
+    "adapter for another base model": (adapter_for_another_base, [], "was trained for base model 'other/model', not 'tiny-random-llama'; if they are the same model, set `base_model_id` in suite.json"),
     "rank or shape mismatch": (adapter_with_wrong_shapes, [], "features but the base layer maps"),
     "module missing in the base": (adapter_for_missing_module, [], "does not exist in the base model"),
     "missing adapter_config.json": (lambda s: (s / "zoo/language_zh/adapter_config.json").unlink(), [], "adapter_config.json not found"),
@@ -56,7 +97,24 @@ CASES = {
     "missing zoo manifest": (lambda s: (s / "zoo/zoo.json").unlink(), [], "zoo manifest not found"),
     "malformed zoo manifest": (lambda s: (s / "zoo/zoo.json").write_text("{"), [], "zoo.json: not valid JSON"),
     "bad adapter role": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z["adapters"][0].update(role="style")), [], "field 'role' is 'style'"),
-    "zoo for another base model": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z.update(base_model="x")), [], "zoo is for base model 'x'"),
+    "zoo for another base model": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z.update(base_model="x")), [], "zoo is for base model 'x', not 'tiny-random-llama'; if they are the same model, set `base_model_id` in suite.json to 'x'"),
+    "zoo.json that is an array": (lambda s: (s / "zoo/zoo.json").write_text("[]"), [], "zoo.json: must be a JSON object"),
+    "zoo entry with a number for a language": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z["adapters"][0].update(language=5)), [], "adapters[0]: field 'language' must be a string"),
+    "zoo entry data file missing": (lambda s: edit_json(s / "zoo/zoo.json", lambda z: z["adapters"][0].update(data="nope.jsonl")), [], "nope.jsonl: training data file not found"),
+    "adapter tensors of rank 0": (adapter_of_rank_zero, [], "has rank 0"),
+    "adapter_config.json that is an array": (lambda s: (s / "zoo/language_zh/adapter_config.json").write_text("[]"), [], "adapter_config.json must be a JSON object"),
+    "adapter tensor holding NaN": (adapter_with_a_nan, [], "tensor 'base_model.model.model.layers.1.mlp.down_proj.lora_B.weight' in"),
+    "adapter with lora_alpha 0": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(lora_alpha=0)), [], "lora_alpha 0"),
+    "tokenizer larger than the model's vocabulary": (model_smaller_than_the_tokenizer, [], "the tokenizer has 300 tokens but the model in"),
+    "tokenizer without an eos token": (tokenizer_without_eos, [], "model: the tokenizer has no `eos_token`"),
+    "model folder without a tokenizer": (model_folder_without_tokenizer, [], "model: no tokenizer here"),
+    "suite.json that is an array": (lambda s: (s / "suite.json").write_text("[1, 2]"), [], "suite.json: must be a JSON object"),
+    "suite.json that is a string": (lambda s: (s / "suite.json").write_text('"suite"'), [], "suite.json: must be a JSON object"),
+    "suite.json with an unknown field": (lambda s: edit_json(s / "suite.json", lambda j: j.update(tokeniser="t")), [], "unknown field(s) ['tokeniser']"),
+    "tasks.math that is a list": (lambda s: edit_json(s / "suite.json", lambda j: j["tasks"].update(math=[])), [], "tasks.math must be an object"),
+    "max_new_tokens.math that is a string": (lambda s: edit_json(s / "suite.json", lambda j: j["max_new_tokens"].update(math="6")), [], "max_new_tokens.math must be a positive integer, not '6'"),
+    "test item with a dev item's id": (lambda s: leak_into_the_test_file(s, "dev", "id"), [], "test item(s) ['zh-dev-1'] (1 in all) also appear in the dev split"),
+    "test item with a train item's prompt": (lambda s: leak_into_the_test_file(s, "train", "prompt"), [], "test item(s) ['zh-test-0'] (1 in all) also appear in the train split"),
     "malformed data line": (lambda s: first_line_of(s / DATA, "{not json"), [], "math_zh_test.jsonl:1: not valid JSON"),
     "missing data field": (lambda s: first_line_of(s / DATA, '{"id": "a", "target": "1"}'), [], "field 'prompt' is missing"),
     "duplicate example ids": (lambda s: first_line_of(s / DATA, (s / DATA).read_text().splitlines()[1]), [], "duplicate example id"),
@@ -150,3 +208,27 @@ def test_read_only_output_folder_fails_clearly(suite_copy, tmp_path, capsys, mon
     assert main(arguments) == 2
     error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(error) == 1 and "Permission denied" in error[0] and "seed0.json" in error[0]
+
+
+def test_two_language_adapters_for_one_language_warn_naming_the_one_cells_use(suite_copy, caplog):
+    from bench.zoo import read_zoo
+
+    extra = {"name": "zh_other", "path": "language_es", "role": "language", "language": "zh"}
+    edit_json(suite_copy / "zoo/zoo.json", lambda zoo: zoo["adapters"].append(extra))
+    with caplog.at_level("WARNING", logger="bench.zoo"):
+        zoo = read_zoo(suite_copy / "zoo")
+    assert zoo.find("language", "zh").name == "zh"
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "adapters 'zh' and 'zh_other' are both language adapters for 'zh'" in warnings[0]
+    assert "cells use 'zh' (the first listed)" in warnings[0]
+
+
+def test_suite_json_tokenizer_field_names_a_tokenizer_outside_the_model_folder(suite_copy, tmp_path):
+    tokenizer_folder = suite_copy / "tokenizer"
+    tokenizer_folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (suite_copy / "model" / name).rename(tokenizer_folder / name)
+    edit_json(suite_copy / "suite.json", lambda spec: spec.update(tokenizer="tokenizer"))
+    arguments = ["--suite", str(suite_copy), "--methods", "base", "--tasks", "math", "--langs", "zh", "--out",
+                 str(tmp_path / "results"), "--device", "cpu"]  # fmt: skip
+    assert main(arguments) == 0

@@ -171,11 +171,49 @@ def test_heads_chosen_by_clustering_the_training_data(tiny_model, tiny_tokenizer
     assert method.fitted.shape.heads in (2, 3) and set(method.fitted.head_scores) == {2, 3}
 
 
-def test_missing_zoo_training_data_fails_naming_the_fix(tiny_model, tiny_tokenizer):
-    with pytest.raises(ValueError, match="zoo_training_data is empty.*train_data=cell"):
-        HydraLora(make_cell(tiny_model, tiny_tokenizer), HydraLoraConfig())
+def test_without_zoo_training_data_it_trains_on_the_cell_and_says_so(tiny_model, tiny_tokenizer, caplog):
+    with caplog.at_level("WARNING", logger="methods.hydralora"):
+        method = HydraLora(make_cell(tiny_model, tiny_tokenizer), HydraLoraConfig())
+    assert method.config.train_data == "cell"
+    assert "does not supply the data its zoo's adapters were trained on" in caplog.text
     with pytest.raises(ValueError, match="hydralora.train_data=nope"):
         HydraLora(make_cell(tiny_model, tiny_tokenizer), HydraLoraConfig(train_data="nope"))
+
+
+def write_zoo_data_fields(suite_folder) -> int:
+    """Give every zoo.json entry a `data` file (text lines for languages, Example lines for the skill); the line count."""
+    manifest = suite_folder / "zoo" / "zoo.json"
+    zoo = json.loads(manifest.read_text())
+    lines = 0
+    for entry in zoo["adapters"]:
+        if entry["role"] == "language":
+            records = [{"text": f"{entry['language']} text number {i}"} for i in range(6)]
+        else:
+            records = [{"id": f"m{i}", "prompt": f"Question: {i} + 2 = ?\nAnswer:", "target": f" {i + 2}"} for i in range(6)]
+        (suite_folder / "zoo" / f"{entry['name']}_train.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+        entry["data"] = f"{entry['name']}_train.jsonl"
+        lines += len(records)
+    manifest.write_text(json.dumps(zoo))
+    return lines
+
+
+@pytest.mark.parametrize("with_data", [True, False])
+def test_default_runs_on_a_suite_json_suite_with_and_without_zoo_data(tiny_suite, tmp_path, with_data):
+    import shutil
+
+    from bench.suites import SuiteOptions, load_suite
+
+    suite_folder = shutil.copytree(tiny_suite, tmp_path / "suite")
+    lines = write_zoo_data_fields(suite_folder) if with_data else 0
+    assert len(load_suite(str(suite_folder), SuiteOptions(device="cpu")).zoo_training_data) == lines
+    out = tmp_path / "results"
+    fast = {key: value for key, value in FAST.items() if key != "train_data"}  # the default, train_data=zoo
+    options = [item for key, value in fast.items() for item in ("--set", f"hydralora.{key}={value}")]
+    arguments = ["--suite", str(suite_folder), "--methods", "hydralora", "--tasks", "math", "--langs", "zh,es",
+                 "--out", str(out), "--device", "cpu", "--limit", "2"] + options  # fmt: skip
+    assert main(arguments) == 0
+    shared_models = list((out / "state" / suite_folder.name / "hydralora" / "shared").iterdir())
+    assert len(shared_models) == (1 if with_data else 2)  # one model on the zoo's data, else one per cell's train split
 
 
 def test_recorded_router_load_is_the_mean_over_real_tokens(tiny_model, tiny_tokenizer):

@@ -5,6 +5,7 @@ A task is a skill (`math`, `code`); a suite supplies its examples per language, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,17 +22,21 @@ class TaskSpec:
 
     name: str
     metric: str
-    score: Callable[[Example, str], bool]
+    score: Callable[..., bool]  # (example, completion, language="en") -> correct; see `scorer_for`
     max_new_tokens: int
     stop: tuple[str, ...]
 
+    def scorer_for(self, language: str) -> Callable[[Example, str], bool]:
+        """The scorer of the task's cell in `language`: math reads numbers as that language writes them."""
+        return functools.partial(self.score, language=language)
 
-def _score_math(example: Example, completion: str) -> bool:
-    return score_math_answer(completion, example.answer)
+
+def _score_math(example: Example, completion: str, language: str = "en") -> bool:
+    return score_math_answer(completion, example.answer, language)
 
 
-def _score_code(example: Example, completion: str) -> bool:
-    return score_code_completion(example, completion)
+def _score_code(example: Example, completion: str, language: str = "en") -> bool:
+    return score_code_completion(example, completion)  # code is Python in every language
 
 
 TASKS: dict[str, TaskSpec] = {}

@@ -19,6 +19,18 @@ NUMBER = re.compile(
     r"(?P<whole>\d{1,3}(?:[,\u00a0\u202f\u2009]\d{3})+(?!\d)|\d+)"
     r"(?:\.(?P<fraction>\d+)|,(?P<decimal_comma>\d{1,2})(?!\d))?"
 )
+# es and ru (MGSM's own questions: "70 000", "70\u00a0000"; models also write "$276.000") group thousands with a dot
+# or a (no-break) space and write decimals with a comma ("3,5"). A dot or comma then groups of exactly three digits,
+# after a leading group that is not 0, is read as thousands, as MGSM's integer answers need ("1.500" is 1500,
+# "0.500" is 0.5); the comma too, since MGSM's es/ru answer column and English-trained adapters write "2,125". Any
+# other dot or comma is a decimal mark ("3.5", "0,25", "1.500,75" is 1500.75). One number keeps one separator.
+COMMA_DECIMAL_NUMBER = re.compile(
+    r"(?P<sign>(?<![0-9A-Za-z.])-)?[$€£¥₹]?"
+    r"(?P<whole>[1-9]\d{0,2}(?P<separator>[.,\u00a0\u202f\u2009 ])\d{3}(?:(?P=separator)\d{3})*(?!\d)|\d+)"
+    r"(?:[.,](?P<fraction>\d+))?"
+)
+# How numbers are written per language; any other language (en, zh, ...) is read with `NUMBER`.
+NUMBER_BY_LANGUAGE = {"es": COMMA_DECIMAL_NUMBER, "ru": COMMA_DECIMAL_NUMBER}
 # What follows a solution in a chat reply and is not part of it: a main block or an example-usage section.
 USAGE_SECTION = re.compile(r"^(?:if __name__\s*==|# Example usage)", flags=re.MULTILINE)
 # A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
@@ -39,21 +51,23 @@ def canonical_number(sign: str, whole: str, fraction: str) -> str:
     return format(value.normalize(), "f")
 
 
-def extract_final_number(text: str) -> str | None:
-    """The last number in `text` in canonical form (as lm-eval's MGSM flexible-extract takes the last match)."""
-    matches = list(NUMBER.finditer(ascii_digits(text)))
+def extract_final_number(text: str, language: str = "en") -> str | None:
+    """The last number in `text` in canonical form (as lm-eval's MGSM flexible-extract takes the last match), read
+    as `language` writes numbers (`NUMBER_BY_LANGUAGE`: "70.000" and "70 000" are 70000 in es and ru)."""
+    matches = list(NUMBER_BY_LANGUAGE.get(language, NUMBER).finditer(ascii_digits(text)))
     if not matches:
         return None
-    last = matches[-1]
-    return canonical_number(last["sign"] or "", last["whole"], last["fraction"] or last["decimal_comma"] or "")
+    last = matches[-1].groupdict()
+    return canonical_number(last["sign"] or "", last["whole"], last["fraction"] or last.get("decimal_comma") or "")
 
 
-def score_math_answer(generation: str, answer: str) -> bool:
-    """Whether the last number of `generation` equals the reference `answer` numerically ("18.0" == "18")."""
+def score_math_answer(generation: str, answer: str, language: str = "en") -> bool:
+    """Whether the last number of `generation`, written in `language`, equals the reference `answer` numerically
+    ("18.0" == "18"). The reference is read as MGSM's answer column writes it in every language ("2,125")."""
     expected = extract_final_number(answer)
     if expected is None:
         raise ValueError(f"reference answer {answer!r} holds no number")
-    predicted = extract_final_number(generation)
+    predicted = extract_final_number(generation, language)
     return predicted is not None and Decimal(predicted) == Decimal(expected)
 
 

@@ -84,30 +84,41 @@ def test_per_document_verdicts_agree(bridge_run, tiny_suite):
     for sample in record["lm_eval"]["samples"][lm_eval_task_name(suite_display_name(str(tiny_suite)), "math", "zh")]:
         generation, gold = sample["resps"][0][0], sample["doc"]["answer"]
         assert bool(sample["exact_match"]) == lm_eval_says_correct(generation, gold), generation
-        assert score_math_answer(generation, gold) == bool(sample["exact_match"]), generation
+        assert score_math_answer(generation, gold, "zh") == bool(sample["exact_match"]), generation
 
 
+# (generation, gold, the cell's language): our scorer reads the generation in that language; lm-eval's is language-blind.
 SCORERS_AGREE = [
-    ("The answer is 42.", "42"),
-    ("She has 1,234 apples in total.", "1234"),
-    ("First 3, then 5 more, so 8 apples", "8"),
-    ("The temperature is -7 degrees", "-7"),
-    ("It weighs 2.5 kg.", "2.5"),
-    ("It costs $18", "18"),
-    ("3,5", "3.5"),  # a decimal comma: we read 3.5, lm-eval drops the comma from both sides ("35" == "35")
-    ("pages 3-5", "5"),  # lm-eval extracts "-5" but then drops the sign; we never read a sign glued to a number
-    ("12", "13"),
-    ("no number here", "5"),
+    ("The answer is 42.", "42", "en"),
+    ("She has 1,234 apples in total.", "1234", "en"),
+    ("First 3, then 5 more, so 8 apples", "8", "en"),
+    ("The temperature is -7 degrees", "-7", "en"),
+    ("It weighs 2.5 kg.", "2.5", "en"),
+    ("It costs $18", "18", "en"),
+    ("3,5", "3.5", "en"),  # a decimal comma: we read 3.5, lm-eval drops the comma from both sides ("35" == "35")
+    ("pages 3-5", "5", "en"),  # lm-eval extracts "-5" but then drops the sign; we never read a sign glued to a number
+    ("12", "13", "en"),
+    ("no number here", "5", "en"),
+    ("Gana $276.000 al año.", "276000", "es"),  # dot thousands: we read 276000, lm-eval drops the dot
+    ("Paga 1.500,75 €", "1500.75", "es"),
+    ("Cuesta 3,5 €", "3.5", "es"),
+    ("Mide 3.5 metros", "3.5", "es"),
+    ("Ganó $2,125 en total.", "2125", "es"),
+    ("Всего 15.000 рублей", "15000", "ru"),
 ]
-# (generation, gold, our verdict, lm-eval's verdict): cases where the scorers legitimately differ.
+# (generation, gold, language, our verdict, lm-eval's verdict): cases where the scorers legitimately differ.
 SCORERS_DIFFER = [
-    ("-5", "5", False, True),  # lm-eval's ignore_punctuation drops the minus sign from both sides
-    ("3.5", "35", False, True),  # ... and the decimal point
-    ("18.0", "18", True, False),  # we compare numbers; lm-eval strings ("180" != "18")
-    ("The answer is 3.50", "3.5", True, False),  # trailing zero: "350" != "35"
-    ("答案是１８", "18", True, False),  # full-width digits: lm-eval's [0-9] is ASCII only, so "[invalid]"
-    ("So 7. Then...", "7", True, False),  # lm-eval's [$0-9.,]{2,} takes "..." as the last number
-    ("1\u00a0234", "1234", True, False),  # a no-break-space thousands group (ru, fr): lm-eval takes "234"
+    ("-5", "5", "en", False, True),  # lm-eval's ignore_punctuation drops the minus sign from both sides
+    ("3.5", "35", "en", False, True),  # ... and the decimal point
+    ("18.0", "18", "en", True, False),  # we compare numbers; lm-eval strings ("180" != "18")
+    ("The answer is 3.50", "3.5", "en", True, False),  # trailing zero: "350" != "35"
+    ("答案是１８", "18", "zh", True, False),  # full-width digits: lm-eval's [0-9] is ASCII only, so "[invalid]"
+    ("So 7. Then...", "7", "en", True, False),  # lm-eval's [$0-9.,]{2,} takes "..." as the last number
+    ("1\u00a0234", "1234", "en", True, False),  # a no-break-space thousands group (ru, fr): lm-eval takes "234"
+    ("Son 70 000 dólares.", "70000", "es", True, False),  # a space thousands group (MGSM es/ru): lm-eval takes "000"
+    ("Ответ: 88 000 рублей", "88000", "ru", True, False),
+    ("Pesa 0.500 kg", "0.5", "es", True, False),  # "0500" != "05"
+    ("1.500", "1.5", "en", True, False),  # the same in en, which reads a dot as decimal
 ]
 
 
@@ -117,14 +128,15 @@ def test_lm_eval_regex_filter_is_the_mgsm_flexible_extract():
     assert RegexFilter(**{k: v for k, v in pipeline["filter"][0].items() if k != "function"}).group_select == -1
 
 
-@pytest.mark.parametrize(("generation", "gold"), SCORERS_AGREE)
-def test_scorers_agree(generation, gold):
-    assert score_math_answer(generation, gold) == lm_eval_says_correct(generation, gold)
+@pytest.mark.parametrize(("generation", "gold", "language"), SCORERS_AGREE)
+def test_scorers_agree(generation, gold, language):
+    assert score_math_answer(generation, gold, language) == lm_eval_says_correct(generation, gold)
 
 
-@pytest.mark.parametrize(("generation", "gold", "ours", "lm_eval"), SCORERS_DIFFER)
-def test_scorers_differ_as_documented(generation, gold, ours, lm_eval):
-    assert (score_math_answer(generation, gold), lm_eval_says_correct(generation, gold)) == (ours, lm_eval)
+@pytest.mark.parametrize(("generation", "gold", "language", "ours", "lm_eval"), SCORERS_DIFFER)
+def test_scorers_differ_as_documented(generation, gold, language, ours, lm_eval):
+    verdicts = (score_math_answer(generation, gold, language), lm_eval_says_correct(generation, gold))
+    assert verdicts == (ours, lm_eval)
 
 
 def test_unknown_lm_eval_task_is_named(tiny_model, tiny_tokenizer, tmp_path):

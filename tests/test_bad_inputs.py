@@ -154,7 +154,7 @@ def test_bad_input_fails_naming_what_is_wrong(case, suite_copy, tmp_path, capsys
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
     assert {path: path.read_bytes() for path in (out / "cells").rglob("*.json")} == finished  # earlier results kept
-    record_figure("bad inputs", f"bad inputs: {len(CASES) + 3} file/option cases here (+ 7 option cases in test_grid.py) "
+    record_figure("bad inputs", f"bad inputs: {len(CASES) + 3} file/option cases here (+ the option cases in test_grid.py) "
                   "each gave one error line, exit 2, finished cells untouched")
 
 

@@ -48,6 +48,7 @@ from tasks.registry import COMPOSITE_LANGUAGES
 
 log = logging.getLogger(__name__)
 SKILL_DATA = {"math": math_examples, "code": code_examples}
+ALIGNMENT_PLACES = ("base", "language_adapters")  # where the texts tying zh/ru/es to English go
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class BuiltinSettings:
     # True: the composite cells write their numbers as words ("двенадцать"), which only the language adapters learn
     # (their paragraphs come with number words, then again in digits); the base model never sees a number word
     number_words: bool = False
+    # "base": translation pairs, statement pairs and zh/ru/es behaviour lines are in the base model's corpus, so the
+    # base reads every language alike; "language_adapters": only each language's adapter sees them
+    alignment_in: str = "base"
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
@@ -93,6 +97,10 @@ class BuiltinSettings:
     oracle_examples: int = 2000  # composite-task examples per cell for the oracle (an upper bound)
     max_new_tokens: dict = field(default_factory=lambda: {"math": 48, "code": 64})
 
+    def __post_init__(self):
+        if self.alignment_in not in ALIGNMENT_PLACES:
+            raise ValueError(f"BuiltinSettings.alignment_in: '{self.alignment_in}'; valid: {', '.join(ALIGNMENT_PLACES)}")
+
     def key(self) -> str:
         text = json.dumps({"settings": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -100,17 +108,23 @@ class BuiltinSettings:
 
 def pretraining_texts(settings: BuiltinSettings) -> list[str]:
     """The base model's corpus (README "The built-in suite"): text, translations, a little of each skill, drills."""
+    aligned = settings.alignment_in == "base"
     texts = list(general_text("en", settings.english_texts, settings.seed))
     for language in COMPOSITE_LANGUAGES:
         texts += general_text(language, settings.other_language_texts, settings.seed + 1)
-        texts += translation_texts(language, settings)
+        texts += translation_texts(language, settings) if aligned else []
     for skill, make in SKILL_DATA.items():
         examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
         texts += [example.prompt + example.target for example in examples]
-    for language in LANGUAGES:
+    for language in LANGUAGES if aligned else ("en",):
         texts += behaviour_lines(language, settings.behaviour_lines, settings.seed + 7)
     texts += number_copy_lines(settings.copy_lines, settings.seed)
     return texts + arithmetic_facts(settings.arithmetic_lines, settings.seed)
+
+
+def alignment_texts(language: str, settings: BuiltinSettings) -> list[str]:
+    """What ties `language` to English: translation and statement pairs, and behaviour lines in `language`."""
+    return translation_texts(language, settings) + behaviour_lines(language, settings.behaviour_lines, settings.seed + 7)
 
 
 def translation_texts(language: str, settings: BuiltinSettings) -> list[str]:
@@ -132,6 +146,8 @@ def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]
         entry = ZooEntry(name=f"language_{language}", path=f"language_{language}", role="language", language=language)
         make_texts = number_word_texts if settings.number_words else general_text
         texts = make_texts(language, settings.language_texts, settings.seed + 2)
+        if settings.alignment_in == "language_adapters":
+            texts += alignment_texts(language, settings)
         datasets[entry] = text_examples(texts, entry.name)
     for skill, make in SKILL_DATA.items():
         entry = ZooEntry(name=f"skill_{skill}", path=f"skill_{skill}", role="skill", skill=skill)

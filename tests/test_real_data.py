@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+import logging
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -11,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import tasks.humaneval_prompts
+from tasks.examples import Example
+from tasks.humaneval_prompts import canonical_solution_breaks, defines_entry_point, select_humaneval_prompts
 from tasks.real_data import (
-    defines_entry_point,
     english_humaneval_examples,
     gsm8k_examples,
     humaneval_xl_examples,
@@ -28,6 +32,8 @@ CELL_SIZES = {"math": (200, 100, 250), "code": (200, 20, 164)}
 NON_NUMERIC_MATH = {"zh": (0, 10), "ru": (16, 7), "es": (11, 7)}
 # LoRA-Flow code test prompts that are valid Python defining their entry point (the rest had their code translated).
 RUNNABLE_CODE_PROMPTS = {"zh": 164, "ru": 144, "es": 124}
+# ... and those after which the canonical solution passes its tests (ru 2 and es 9 more had parameters renamed).
+SOUND_CODE_PROMPTS = {"zh": 164, "ru": 142, "es": 115}
 WRONG_BODY = "    return None\n"
 TIMEOUT_S = 5.0
 
@@ -111,6 +117,77 @@ def test_loraflow_code_test_canonical_solutions_pass_and_wrong_bodies_fail(cells
     sample = runnable[:5]
     assert passes(sample, [example.target for example in sample]) == [True] * len(sample)
     assert passes(sample[:2], [WRONG_BODY] * 2) == [False, False]
+
+
+# HumanEval items whose prompt keeps or breaks its canonical solution, one per way the translations broke them.
+SOUND_ITEM = Example(id="t-0", prompt='def add(x: int, y: int):\n    """Sumar x e y."""\n', target="    return x + y\n",
+                     test="def check(candidate):\n    assert candidate(2, 3) == 5\n", entry_point="add")  # fmt: skip
+BROKEN_ITEMS = {
+    reason: dataclasses.replace(SOUND_ITEM, id=f"t-{number}", prompt=prompt)
+    for number, (reason, prompt) in enumerate([
+        ("not valid Python", "из typing импортировать List\n\n" + SOUND_ITEM.prompt),
+        ("renamed function", SOUND_ITEM.prompt.replace("def add", "def sumar")),
+        ("failing tests", SOUND_ITEM.prompt.replace("(x: int", "(equis: int")),  # a renamed parameter
+    ], start=1)
+}  # fmt: skip
+HANDMADE_ITEMS = [SOUND_ITEM, *BROKEN_ITEMS.values()]
+
+
+def test_canonical_solution_breaks_names_how_each_prompt_breaks_it():
+    assert canonical_solution_breaks(HANDMADE_ITEMS, timeout_s=TIMEOUT_S) == {
+        item.id: reason for reason, item in BROKEN_ITEMS.items()
+    }
+    renamed_parameter = BROKEN_ITEMS["failing tests"]
+    chat_item = dataclasses.replace(renamed_parameter, prompt="<|user|>...", code_context=renamed_parameter.prompt)
+    assert canonical_solution_breaks([chat_item], timeout_s=TIMEOUT_S) == {"t-3": "failing tests"}  # code_context ran
+
+
+def test_select_humaneval_prompts_keeps_the_released_set_and_logs_the_true_count(caplog):
+    with caplog.at_level(logging.WARNING, logger="tasks.humaneval_prompts"):
+        assert select_humaneval_prompts(HANDMADE_ITEMS, "released", "tiny test") == HANDMADE_ITEMS
+    assert "tiny test: 3 of 4 prompts break their canonical solution" in caplog.text
+    assert "1 not valid Python, 1 renamed function, 1 failing tests" in caplog.text
+    assert select_humaneval_prompts(HANDMADE_ITEMS, "sound", "tiny test") == [SOUND_ITEM]
+    with pytest.raises(ValueError, match="humaneval_prompts: unknown value 'all'; valid: released, sound"):
+        select_humaneval_prompts(HANDMADE_ITEMS, "all", "tiny test")
+
+
+def test_canonical_solution_verdicts_are_cached_by_content(tmp_path, monkeypatch):
+    assert select_humaneval_prompts(HANDMADE_ITEMS, "sound", "tiny test", tmp_path) == [SOUND_ITEM]
+    (cached,) = (tmp_path / "humaneval-canonical").glob("*.json")
+
+    def must_not_run(examples, timeout_s=0.0):
+        raise AssertionError("ran again although the verdicts are cached")
+
+    monkeypatch.setattr(tasks.humaneval_prompts, "canonical_solution_breaks", must_not_run)
+    assert select_humaneval_prompts(HANDMADE_ITEMS, "sound", "tiny test", tmp_path) == [SOUND_ITEM]
+    changed = [dataclasses.replace(SOUND_ITEM, target="    return x - y\n")]
+    with pytest.raises(AssertionError, match="ran again"):  # another solution: another hash, checked afresh
+        select_humaneval_prompts(changed, "sound", "tiny test", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "language, breaks",
+    [("ru", {0: "not valid Python", 5: "not valid Python", 88: "failing tests", 93: "failing tests", 53: None}),
+     ("es", {2: "renamed function", 23: "failing tests", 48: "failing tests", 0: None, 1: None})],
+)  # fmt: skip
+def test_translated_parameters_break_the_canonical_solution(cells, language, breaks):
+    """ru 88 `def sort_array(массив)`, es 23 `def strlen(cadena)`: valid Python defining the function, whose body
+    still reads `array` / `string`; a check by parsing alone takes them for sound."""
+    by_id = {example.id: example for example in cells["code", language][2]}
+    items = [by_id[f"loraflow-code-{language}-test-{number}"] for number in breaks]
+    expected = {f"loraflow-code-{language}-test-{number}": reason for number, reason in breaks.items() if reason}
+    assert canonical_solution_breaks(items, timeout_s=TIMEOUT_S) == expected
+    assert all(defines_entry_point(by_id[name].code_context, by_id[name].entry_point)
+               for name, reason in expected.items() if reason == "failing tests")  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_sound_code_prompts_per_language(cells, language):
+    """Every released item checked (about 10 s a language on a loaded 2-core machine)."""
+    test = cells["code", language][2]
+    assert len(select_humaneval_prompts(test, "sound", language)) == SOUND_CODE_PROMPTS[language]
 
 
 def test_loraflow_code_test_prompt_is_the_authors_and_their_replies_are_cut_like_theirs(cells):

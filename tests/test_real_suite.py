@@ -18,6 +18,7 @@ from bench.real_suite import CATALOG_WHEELS, PaperSettings, RealSettings, load_p
 from bench.suites import SuiteOptions
 from methods.lora_training import LoraSettings
 from methods.loraflow import LoraFlow, LoraFlowConfig
+from methods.registry import make_config
 from methods.training import TrainingConfig
 from tests.conftest import random_lora, tiny_llama
 from tests.test_real_corpora import mo_bytes
@@ -94,6 +95,18 @@ def test_real_suite_builds_its_zoo_once_on_the_papers_cells(tiny_suite, tmp_path
     assert llama2.stop["math"][0] == "Question:" and llama2.stop["code"] == ()  # the authors' stop strings
     with pytest.raises(ValueError, match="RealSettings.prompt_format: unknown value 'alpaca'"):
         load_real_suite(options, tiny_real_settings(model, prompt_format="alpaca"))
+    # the first three ru/es HumanEval items: ru HumanEval/5 and es HumanEval/2 had their code translated
+    released = {language: [e.id for e in suite.cells[("code", language)].test] for language in ("zh", "ru", "es")}
+    sound = load_real_suite(options, tiny_real_settings(model, humaneval_prompts="sound"))
+    assert build.stat().st_mtime_ns == stamp  # not a zoo setting either
+    assert (suite.name, sound.name) == ("real", "real-sound")  # another test set: its cells are filed apart
+    assert {language: [e.id for e in sound.cells[("code", language)].test] for language in released} == {
+        "zh": released["zh"], "ru": ["loraflow-code-ru-test-2", "loraflow-code-ru-test-53"],
+        "es": ["loraflow-code-es-test-0", "loraflow-code-es-test-1"],
+    }  # fmt: skip
+    assert len(released["ru"]) == len(released["es"]) == 3 and list(tmp_path.glob("cache/humaneval-canonical/*.json"))
+    with pytest.raises(ValueError, match="RealSettings.humaneval_prompts: unknown value 'all'; valid: released, sound"):
+        load_real_suite(options, tiny_real_settings(model, humaneval_prompts="all"))
     with pytest.raises(ValueError, match="has no chat template"):
         load_real_suite(options, tiny_real_settings(tiny_suite / "model"))
 
@@ -118,7 +131,8 @@ def write_released_checkpoints(folder: Path, tiny_suite: Path) -> None:
 def test_paper_suite_loads_released_adapters_and_evaluates_released_gates(tiny_suite, tmp_path):
     data = small_data(tmp_path)
     write_released_checkpoints(tmp_path / "checkpoints", tiny_suite)
-    options = SuiteOptions(device="cpu", data_dir=data, checkpoints_dir=tmp_path / "checkpoints")
+    options = SuiteOptions(cache_dir=tmp_path / "cache", device="cpu", data_dir=data,
+                           checkpoints_dir=tmp_path / "checkpoints")  # fmt: skip
     suite = load_paper_suite(options, PaperSettings(base_model=str(tiny_suite / "model"), max_new_tokens={"math": 4, "code": 4}))
     assert [adapter.name for adapter in suite.cell_adapters("code", "ru")] == ["ru", "code"]
     cell = _make_cell(suite, "math", "es", 0, tmp_path / "shared")
@@ -127,6 +141,23 @@ def test_paper_suite_loads_released_adapters_and_evaluates_released_gates(tiny_s
     assert all(torch.equal(gate.bias, torch.tensor([0.25, -0.25])) for gate in method.gates)
     prompts = [example.prompt for example in suite.cells[("math", "es")].test[:2]]
     assert len(generate_completions(method.model, suite.tokenizer, prompts, max_new_tokens=4)) == 2
+
+
+def test_paper_suite_evaluates_zh_and_ru_math_gates_at_the_authors_temperature(tiny_suite, tmp_path):
+    write_released_checkpoints(tmp_path / "checkpoints", tiny_suite)
+    options = SuiteOptions(device="cpu", data_dir=small_data(tmp_path), checkpoints_dir=tmp_path / "checkpoints")
+    suite = load_paper_suite(options, PaperSettings(base_model=str(tiny_suite / "model")))
+    # UltraEval URLs/url.py: 1.1 for the zh_math and ru_math gates, 1.0 for the others
+    assert {cell: data.gate_temperature for cell, data in suite.cells.items()} == {
+        ("math", "zh"): 1.1, ("math", "ru"): 1.1, ("math", "es"): 1.0,
+        ("code", "zh"): 1.0, ("code", "ru"): 1.0, ("code", "es"): 1.0,
+    }  # fmt: skip
+    zh_math = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
+    method = LoraFlow(zh_math, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
+    assert [gate.temperature for gate in method.gates] == [1.1, 1.1]
+    assert method.training_temperature == 1.0  # the authors trained at T = 1 and evaluated at 1.1
+    explicit = make_config(LoraFlow, {"temperature": "1.0"})  # an explicit --set wins over the suite's value
+    assert [gate.temperature for gate in LoraFlow(_make_cell(suite, "math", "zh", 0, tmp_path / "s"), explicit).gates] == [1.0, 1.0]
 
 
 def test_paper_suite_without_checkpoints_says_how_to_get_them(tmp_path, capsys):

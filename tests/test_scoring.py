@@ -132,7 +132,8 @@ def test_extract_final_number_in_spanish_and_russian(text, expected, language):
 )
 def test_languages_read_dots_and_spaces_their_own_way(text, comma_decimal, dot_decimal):
     assert extract_final_number(text, "es") == extract_final_number(text, "ru") == comma_decimal
-    assert extract_final_number(text, "en") == extract_final_number(text, "zh") == extract_final_number(text) == dot_decimal
+    assert extract_final_number(text, "en") == extract_final_number(text, "zh") == dot_decimal
+    assert extract_final_number(text) == dot_decimal  # no language: read as before
 
 
 @pytest.mark.parametrize("language", ["en", "zh"])

@@ -162,6 +162,7 @@ def _make_cell(
         language=language,
         zoo=list(suite.adapters.values()),
         composite_train=data.composite_train,
+        gate_temperature=data.gate_temperature,
         zoo_training_data=suite.zoo_training_data,
         base_model_id=suite.base_model_id,
         shared_directory=shared_directory,

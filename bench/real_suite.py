@@ -232,6 +232,10 @@ class PaperSettings:
     # Bowen232/LoRA-Flow: LoRAs/<name>_lora (rank 64; code 256, as its README says), Gates/<language>_<task>.pt
     adapters: tuple[str, ...] = ("zh", "ru", "es", "math", "code")
     max_new_tokens: dict = field(default_factory=lambda: {"math": 512, "code": 512})  # UltraEval model_params
+    # The gates' softmax temperature per `<language>_<task>` cell, 1.0 elsewhere, as the authors evaluated them
+    # (thunlp/LoRAFlow UltraEval/URLs/url.py: "1.1 for zh_math gate and ru_math gate, 1.0 for others"); an explicit
+    # `--set loraflow.temperature=...` overrides it.
+    gate_temperatures: dict = field(default_factory=lambda: {"zh_math": 1.1, "ru_math": 1.1})
     humaneval_prompts: str = "released"  # as `RealSettings.humaneval_prompts`; "released" is what the paper scored
 
 
@@ -253,6 +257,8 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
                          "Bowen232/LoRA-Flow --local-dir <folder>, then --checkpoints <folder>")  # fmt: skip
     check_humaneval_prompts("PaperSettings", settings.humaneval_prompts)
     cells = loraflow_cells(data_directory(options), None, settings.humaneval_prompts, options.cache_dir)
+    for (task, language), cell in cells.items():
+        cell.gate_temperature = settings.gate_temperatures.get(f"{language}_{task}", 1.0)
     zoo = paper_zoo(options.checkpoints_dir, settings)
     model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
     adapters = {}

@@ -29,6 +29,7 @@ class CellData:
     dev: list[Example]
     test: list[Example]
     composite_train: list[Example] = field(default_factory=list)  # plentiful composite data (for the oracle)
+    gate_temperature: float | None = None  # LoRA-Flow's gate temperature the authors used in this cell (paper suite)
 
 
 @dataclass

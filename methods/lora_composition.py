@@ -4,11 +4,15 @@ LoraHub (arXiv 2307.13269, eq. 1; `lorahub/algorithm.py`, `get_score`) weights a
 alike: `A = sum_i w_i A_i`, `B = sum_i w_i B_i`. The update `B A x = (sum_i w_i B_i)(sum_j w_j A_j) x` therefore has
 cross terms `w_i w_j B_i A_j`: it is *not* the weighted sum of the adapters' outputs that `methods.multi_lora` computes.
 
-Scalings: the reference applies the first adapter's `alpha / r` to the composed module (it assumes one shared LoRA
-config). Here each adapter's own scaling `s_i` is folded into its B before summing, so the composed module has scaling
-1 (exported with `lora_alpha = r`). With equal scalings this is exactly the reference's `s (sum w B)(sum w A)`; with
-unequal ones it is the natural generalisation, and a one-hot weight vector gives back that adapter exactly. Ranks must
-be equal per module, since A and B of different ranks cannot be summed.
+Scalings: the reference assumes one shared LoRA config, and the scaling it applies is the *last* candidate's
+`alpha / r`: `load_base_model_and_lora_modules` loads the first candidate as adapter "default", then calls
+`PeftModel.from_pretrained` on the same base model for every candidate, and with peft 0.21.2 each call re-creates
+"default" in the already-wrapped layers (`LoraLayer.update_layer` sets `scaling`); `set_peft_model_state_dict` then
+loads tensors only (tests/test_lorahub.py pins this). Here each adapter's own scaling `s_i` is folded into its B before
+summing, so the composed module has scaling 1 (exported with `lora_alpha = r`). With equal scalings this is exactly
+the reference's `s (sum w B)(sum w A)`; with unequal ones it is the natural generalisation, and a one-hot weight
+vector gives back that adapter exactly. Ranks must be equal per module, since A and B of different ranks cannot be
+summed.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from methods.fusion_gate import (
     pack_strings,
     trace_tensors,
 )
-from methods.multi_lora import attach_adapters, find_decoder_layers
+from methods.multi_lora import AdapterInputDropout, attach_adapters, find_decoder_layers
 from methods.registry import Cell, register_method
 from methods.released_gates import read_released_gates, released_gate_path
 from methods.training import TrainingConfig, train_parameters
@@ -71,12 +71,26 @@ class LoraFlowTraining:
 class LoraFlowConfig(LoraFlowTraining):
     """The training budget plus the gate's own settings."""
 
-    temperature: float = 1.0  # blocks.py: softmax(scores / T) with T = 1
+    # The gates' softmax temperature, in training and generation alike. None, as the authors did it: training at T = 1
+    # (train/ModelCenter blocks.py), generation at the suite's value for the cell (`Cell.gate_temperature`; the paper
+    # suite: 1.1 for zh/ru math, UltraEval URLs/url.py), else 1.
+    temperature: float | None = None
+    # LoRA dropout on each adapter's input while the gates train, never in generation: LowRankLinear(lora_dropout=0.1)
+    # on every projection in thunlp/LoRAFlow train/ModelCenter/model_center/layer/attention.py and feedforward.py.
+    adapter_dropout: float = 0.1
     bias_init: tuple[float, ...] = ()  # empty: (-1/k, ..., -1/k, 1 - 1/k), the official (-0.5, +0.5) for k = 2
     weight_init_std: float = 0.0  # 0: W = 0 as official (ModelCenter Linear, cps=3 -> zeros_); > 0: N(0, std^2)
     # A file or the released `Gates/` folder (<language>_<task>.pt) of Bowen232/LoRA-Flow: fit() loads the authors'
     # trained gates instead of training (the paper suite's "released gates" row); empty: train as usual.
     gates_from: str = ""
+
+
+def gate_temperatures(config: LoraFlowConfig, cell: Cell) -> tuple[float, float]:
+    """(training, generation) softmax temperatures: an explicit option sets both; else 1 in training and the suite's
+    value for the cell (or 1) in generation."""
+    if config.temperature is not None:
+        return config.temperature, config.temperature
+    return 1.0, cell.gate_temperature if cell.gate_temperature is not None else 1.0
 
 
 def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
@@ -120,7 +134,12 @@ class LoraFlow:
         self.cell = cell
         self.model = cell.model
         self.adapter_names = [adapter.name for adapter in cell.adapters]
-        slots = attach_adapters(cell.model, cell.adapters)
+        self.training_temperature, self.temperature = gate_temperatures(self.config, cell)
+        if not 0.0 <= self.config.adapter_dropout < 1.0:
+            raise ValueError(f"--set loraflow.adapter_dropout={self.config.adapter_dropout}: must be in [0, 1)")
+        # Each data-parallel process masks its own slice of a batch: a stream of its own, the cell's seed on rank 0.
+        dropout = AdapterInputDropout(self.config.adapter_dropout, cell.seed + 1_000_003 * cell.parallel.rank)
+        slots = attach_adapters(cell.model, cell.adapters, dropout)
         self.gates = self._make_gates(len(find_decoder_layers(cell.model)), len(cell.adapters))
         self.recorder = FusionWeightRecorder(len(self.gates))
         install_gates(cell.model, slots, self.gates, self.recorder)
@@ -135,7 +154,7 @@ class LoraFlow:
                 count = len(self.config.bias_init)
                 raise ValueError(f"--set loraflow.bias_init: {count} values for {num_adapters} adapters")
             bias = torch.tensor(self.config.bias_init, dtype=torch.float32)
-        gates = [FusionGate(hidden_size, num_adapters, self.config.temperature, bias) for _ in range(num_layers)]
+        gates = [FusionGate(hidden_size, num_adapters, self.temperature, bias) for _ in range(num_layers)]
         if self.config.weight_init_std > 0:
             generator = torch.Generator().manual_seed(self.cell.seed)
             for gate in gates:
@@ -158,10 +177,18 @@ class LoraFlow:
         if self.config.gates_from:
             self._load_released_gates(released_gate_path(Path(self.config.gates_from), cell.task, cell.language))
             return
-        self.history = train_parameters(
-            self.model, cell.tokenizer, self.gate_parameters(), cell.train, cell.dev, self.config.training(),
-            seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}", parallel=cell.parallel,
-        )  # fmt: skip
+        self._set_temperature(self.training_temperature)
+        try:
+            self.history = train_parameters(
+                self.model, cell.tokenizer, self.gate_parameters(), cell.train, cell.dev, self.config.training(),
+                seed=cell.seed, description=f"loraflow {cell.task}-{cell.language}", parallel=cell.parallel,
+            )  # fmt: skip
+        finally:
+            self._set_temperature(self.temperature)
+
+    def _set_temperature(self, temperature: float) -> None:
+        for gate in self.gates:
+            gate.temperature = temperature
 
     def _load_released_gates(self, path: Path) -> None:
         hidden_size = self.gates[0].weight.shape[1]
@@ -179,7 +206,8 @@ class LoraFlow:
             "adapters": self.adapter_names,
             "num_layers": len(self.gates),
             "hidden_size": self.gates[0].weight.shape[1],
-            "temperature": self.config.temperature,
+            "temperature": self.temperature,
+            "training_temperature": self.training_temperature,
             "history": self.history,
         }
 
@@ -204,6 +232,12 @@ class LoraFlow:
                     f"{directory / GATES_CONFIG_FILE}: field '{field}' is {saved.get(field)!r} but this cell has "
                     f"{expected[field]!r}; these gates were trained for other adapters or another base model"
                 )
+        saved_temperatures = (saved.get("training_temperature", saved.get("temperature")), saved.get("temperature"))
+        if saved_temperatures != (self.training_temperature, self.temperature):
+            raise GateFileError(
+                f"{directory / GATES_CONFIG_FILE}: gate temperatures (training, generation) are {saved_temperatures}, "
+                f"this cell's are {(self.training_temperature, self.temperature)}; rerun with --force"
+            )
         tensors = _read_gates_tensors(directory / GATES_FILE)
         for index, gate in enumerate(self.gates):
             for name, parameter in (("weight", gate.weight), ("bias", gate.bias)):

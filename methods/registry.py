@@ -42,6 +42,7 @@ class Cell:
     base_model_id: str = ""
     shared_directory: Path | None = None  # for what a method learns once and reuses in every cell (saved atomically)
     parallel: DataParallel = SINGLE_PROCESS  # this process's share of data-parallel training (pass to train_parameters)
+    gate_temperature: float | None = None  # the suite's LoRA-Flow gate temperature here (None: the method default)
 
 
 def read_saved_record(path: Path, cell: Cell, what: str) -> dict:

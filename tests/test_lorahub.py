@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from peft import PeftModel, set_peft_model_state_dict
+from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 
 from bench.cli import main
@@ -118,6 +119,19 @@ def reference_objective(model, adapter_dirs, encoded, pad_token_id, weights, bat
         for batch in batches(encoded, batch_size, pad_token_id, torch.device("cpu")):
             total += float(peft_model(**batch).loss)
     return total / len(encoded) + 0.05 * sum(abs(w) for w in weights) / len(weights)
+
+
+def test_the_reference_applies_the_last_candidates_scaling(tiny_model, adapter_dirs, adapters):
+    """lorahub/algorithm.py `load_base_model_and_lora_modules`: the first candidate becomes the PeftModel, then every
+    candidate is loaded again onto the same base model, which re-creates adapter "default" each time (peft 0.21.2);
+    the scaling left in effect is the last candidate's, not the first's (methods/lora_composition.py's docstring)."""
+    order = [adapter_dirs[2], adapter_dirs[0]]  # scalings 16/4 = 4, then 8/4 = 2
+    base = copy.deepcopy(tiny_model)
+    peft_model = PeftModel.from_pretrained(base, str(order[0]))
+    for directory in order:
+        PeftModel.from_pretrained(base, str(directory))
+    in_effect = {module.scaling["default"] for module in peft_model.modules() if isinstance(module, LoraLayer)}
+    assert in_effect == {adapters[0].modules["model.layers.0.self_attn.q_proj"].scaling} == {2.0}
 
 
 def test_batched_objective_matches_the_reference_computation(tiny_model, tiny_tokenizer, adapter_dirs, adapters):

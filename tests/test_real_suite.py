@@ -18,6 +18,7 @@ from bench.real_suite import CATALOG_WHEELS, PaperSettings, RealSettings, load_p
 from bench.suites import SuiteOptions
 from methods.lora_training import LoraSettings
 from methods.loraflow import LoraFlow, LoraFlowConfig
+from methods.registry import make_config
 from methods.training import TrainingConfig
 from tests.conftest import random_lora, tiny_llama
 from tests.test_real_corpora import mo_bytes
@@ -140,6 +141,24 @@ def test_paper_suite_loads_released_adapters_and_evaluates_released_gates(tiny_s
     assert all(torch.equal(gate.bias, torch.tensor([0.25, -0.25])) for gate in method.gates)
     prompts = [example.prompt for example in suite.cells[("math", "es")].test[:2]]
     assert len(generate_completions(method.model, suite.tokenizer, prompts, max_new_tokens=4)) == 2
+
+
+def test_paper_suite_evaluates_zh_and_ru_math_gates_at_the_authors_temperature(tiny_suite, tmp_path):
+    write_released_checkpoints(tmp_path / "checkpoints", tiny_suite)
+    options = SuiteOptions(device="cpu", data_dir=small_data(tmp_path), checkpoints_dir=tmp_path / "checkpoints")
+    suite = load_paper_suite(options, PaperSettings(base_model=str(tiny_suite / "model")))
+    # UltraEval URLs/url.py: 1.1 for the zh_math and ru_math gates, 1.0 for the others
+    assert {cell: data.gate_temperature for cell, data in suite.cells.items()} == {
+        ("math", "zh"): 1.1, ("math", "ru"): 1.1, ("math", "es"): 1.0,
+        ("code", "zh"): 1.0, ("code", "ru"): 1.0, ("code", "es"): 1.0,
+    }  # fmt: skip
+    zh_math = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
+    method = LoraFlow(zh_math, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
+    assert [gate.temperature for gate in method.gates] == [1.1, 1.1]
+    assert method.training_temperature == 1.0  # the authors trained at T = 1 and evaluated at 1.1
+    explicit = make_config(LoraFlow, {"temperature": "1.0"})  # an explicit --set wins over the suite's value
+    overridden = LoraFlow(_make_cell(suite, "math", "zh", 0, tmp_path / "shared"), explicit)
+    assert [gate.temperature for gate in overridden.gates] == [1.0, 1.0] and overridden.training_temperature == 1.0
 
 
 def test_paper_suite_without_checkpoints_says_how_to_get_them(tmp_path, capsys):

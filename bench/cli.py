@@ -7,18 +7,21 @@ import json
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
 from bench.figures import draw_all_figures
-from bench.grid import GridSpec, is_first_process, run_grid
-from bench.report import write_report
+from bench.grid import CellFailure, GridSpec, is_first_process, run_grid
+from bench.report import read_cells, write_report
 from bench.suites import SUITES, SuiteOptions
 from methods.registry import load_all_methods, resolve_method_names
 from tasks.registry import ALL_LANGUAGES, COMPOSITE_LANGUAGES, TASKS, resolve_names
 
 DEFAULT_SUITE = "builtin"
+MAX_SEED = 2**32 - 1  # numpy's RandomState (LoraHub's search) takes seeds in [0, 2**32)
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-pickle", action="store_true", help="load pickle .bin adapters (tensors only)")
     parser.add_argument("--list", action="store_true", help="list methods, suites and tasks, then exit")
     parser.add_argument("--report-only", action="store_true", help="rewrite the tables from existing cells")
+    parser.add_argument("--debug", action="store_true", help="log at DEBUG and print the traceback of any error")
     return parser
 
 
@@ -59,6 +63,15 @@ def parse_method_options(settings: list[str], methods: list[str]) -> dict[str, d
     return options
 
 
+def without_repeats(option: str, values: list) -> list:
+    """`values` in their order, each once; a repeat is noted (it would compute the same cells twice)."""
+    unique = list(dict.fromkeys(values))
+    if len(unique) < len(values):
+        repeated = [str(value) for value in unique if values.count(value) > 1]
+        log.warning("%s: %s given more than once; each runs once", option, ", ".join(repeated))
+    return unique
+
+
 def parse_seeds(text: str) -> list[int]:
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
@@ -66,7 +79,9 @@ def parse_seeds(text: str) -> list[int]:
         raise ValueError(f"--seeds {text}: expected a comma list of integers") from None
     if not seeds:
         raise ValueError("--seeds: no seed given")
-    return seeds
+    if out_of_range := [seed for seed in seeds if not 0 <= seed <= MAX_SEED]:
+        raise ValueError(f"--seeds {text}: seed {out_of_range[0]} is outside 0 to {MAX_SEED}")
+    return without_repeats("--seeds", seeds)
 
 
 def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
@@ -80,8 +95,8 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
     return GridSpec(
         suite=arguments.suite,
         methods=methods,
-        tasks=resolve_names("--tasks", arguments.tasks, tuple(TASKS)),
-        languages=resolve_names("--langs", arguments.langs, ALL_LANGUAGES),
+        tasks=without_repeats("--tasks", resolve_names("--tasks", arguments.tasks, tuple(TASKS))),
+        languages=without_repeats("--langs", resolve_names("--langs", arguments.langs, ALL_LANGUAGES)),
         seeds=parse_seeds(arguments.seeds),
         out=arguments.out,
         limit=arguments.limit,
@@ -113,24 +128,57 @@ def print_listing() -> None:
     print("languages:", ", ".join(ALL_LANGUAGES))
 
 
+def print_failures(failures: list[CellFailure], debug: bool) -> None:
+    """One `error:` line per cell that did not run (method, cell, reason); tracebacks of bugs with --debug."""
+    print(f"{len(failures)} cell(s) did not run; the report holds the finished ones:", file=sys.stderr)
+    for failure in failures:
+        hint = " (rerun with --debug for the traceback)" if failure.unexpected and not debug else ""
+        print(f"error: {failure.describe()}{hint}", file=sys.stderr)
+        if debug and failure.traceback:
+            print(failure.traceback, file=sys.stderr)
+
+
+def run_and_report(arguments: argparse.Namespace) -> int:
+    """Run the grid (unless --report-only), then write the report from every finished cell; 2 if a cell did not run."""
+    failures: list[CellFailure] = []
+    if not arguments.report_only:
+        started = time.perf_counter()
+        outcome = run_grid(spec_from_arguments(arguments))
+        if not is_first_process():
+            return 2 if outcome.failures else 0  # the first process writes cells, report and plots
+        failures = outcome.failures
+        print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(outcome.computed)})")
+    if not (failures and read_cells(arguments.out).empty):  # with only refusals there is nothing to report
+        paths = write_report(arguments.out)
+        figures = draw_all_figures(arguments.out)
+        print(paths["markdown"].read_text(encoding="utf-8"))
+        print("wrote " + ", ".join(str(path) for path in paths.values()) + f" and {len(figures)} plots under {arguments.out / 'plots'}")
+    if failures:
+        print_failures(failures, arguments.debug)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if arguments.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
     if arguments.list:
         print_listing()
         return 0
     try:
-        if not arguments.report_only:
-            started = time.perf_counter()
-            paths = run_grid(spec_from_arguments(arguments))
-            if not is_first_process():
-                return 0  # the first process writes cells, report and plots
-            print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(paths)})")
-        paths = write_report(arguments.out)
-        figures = draw_all_figures(arguments.out)
+        return run_and_report(arguments)
+    except KeyboardInterrupt:  # cell files are written whole as each cell finishes, so none is lost
+        print("interrupted: finished cells are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        if arguments.debug:
+            traceback.print_exc()
         return 2
-    print(paths["markdown"].read_text(encoding="utf-8"))
-    print("wrote " + ", ".join(str(path) for path in paths.values()) + f" and {len(figures)} plots under {arguments.out / 'plots'}")
-    return 0
+    except Exception as error:  # a bug: still one line for the user, the traceback for whoever fixes it
+        hint = "" if arguments.debug else " (rerun with --debug for the traceback)"
+        print(f"error: unexpected {type(error).__name__}: {error}{hint}", file=sys.stderr)
+        if arguments.debug:
+            traceback.print_exc()
+        return 2

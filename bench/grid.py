@@ -2,6 +2,8 @@
 
 A cell file appears atomically once its cell is finished, so rerunning the same command skips what is done (an
 interrupted grid resumes) and no cell is ever half-written. What a method learned is saved under `state/` and reused.
+The whole grid is checked against the suite before any cell runs; a cell whose method refuses it (or fails) is
+recorded and the grid goes on with the others.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +30,14 @@ from bench.storage import atomic_directory, exclusive_lock, save_tensors_atomic,
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
 from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.registry import Cell, load_all_methods, make_config
+from methods.training import TrainingDiverged
 from tasks.registry import TASKS
 
 log = logging.getLogger(__name__)
 STATE_DONE_FILE = "DONE"
+# What methods raise when an option, the suite or the cell's data does not let them run (hydralora without the zoo's
+# data, oracle without composite data, a diverged fit); any other exception in a cell is a bug.
+REFUSALS = (ValueError, TrainingDiverged)
 
 
 @dataclass
@@ -48,6 +55,32 @@ class GridSpec:
     force: bool = False
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
     suite_options: SuiteOptions = field(default_factory=SuiteOptions)
+
+
+@dataclass
+class CellFailure:
+    """A cell the grid could not compute: refused by its method, or failed with an unexpected error (a bug, whose
+    traceback is kept for `--debug`)."""
+
+    method: str
+    task: str
+    language: str
+    seed: int
+    message: str
+    unexpected: bool = False
+    traceback: str = ""
+
+    def describe(self) -> str:
+        what = f"failed with an unexpected {self.message}" if self.unexpected else f"refused: {self.message}"
+        return f"{self.method} on {cell_name(self.task, self.language, self.seed)} {what}"
+
+
+@dataclass
+class GridOutcome:
+    """What one run of the grid did: the cell files it wrote and the cells it could not compute."""
+
+    computed: list[Path] = field(default_factory=list)
+    failures: list[CellFailure] = field(default_factory=list)
 
 
 def cell_name(task: str, language: str, seed: int) -> str:
@@ -110,38 +143,70 @@ def load_suite_main_first(spec: GridSpec, options: SuiteOptions, parallel: DataP
     return suite
 
 
-def run_grid(spec: GridSpec) -> list[Path]:
-    """Run every unfinished cell of the grid; return the paths of the cell files computed by this run.
+def check_grid(suite: Suite, keys: list[tuple], methods: dict[str, type], configs: dict) -> None:
+    """Refuse the grid before any cell runs: a task/language the suite lacks, or options that do not fit a cell's
+    candidates (a method's optional `check_options(config, adapters)`); the error names the option at fault."""
+    missing = [f"{task}/{language}" for task, language in dict.fromkeys(key[1:3] for key in keys)
+               if (task, language) not in suite.cells]  # fmt: skip
+    if missing:
+        available = ", ".join(f"{t}/{l}" for t, l in sorted(suite.cells))
+        raise ValueError(f"--tasks/--langs: suite '{suite.name}' has no cell {', '.join(missing)}; it has {available}")
+    for method_name, task, language in dict.fromkeys(key[:3] for key in keys):
+        check_options = getattr(methods[method_name], "check_options", None)
+        if check_options is not None:
+            check_options(configs[method_name], suite.cell_adapters(task, language))
 
-    Under several processes, all of them work on each cell together (data-parallel training, generation shared out)
-    and the first one alone writes files; the others return no paths.
+
+def cell_failure(error: Exception, method: str, task: str, language: str, seed: int) -> CellFailure:
+    """The record of a cell that raised `error` (called inside its `except`, so the traceback is the cell's)."""
+    if isinstance(error, REFUSALS):
+        return CellFailure(method, task, language, seed, str(error))
+    return CellFailure(method, task, language, seed, f"{type(error).__name__}: {error}", unexpected=True,
+                       traceback=traceback.format_exc())  # fmt: skip
+
+
+def run_grid(spec: GridSpec) -> GridOutcome:
+    """Run every unfinished cell of the grid; return the cell files computed by this run and the cells that failed.
+
+    A cell whose method refuses it or fails is recorded and the grid goes on (a long grid is not lost to one
+    method); an OSError (full disk, lost folder) stops it, since every later cell would meet it too. Under several
+    processes, all of them work on each cell together (data-parallel training, generation shared out) and the first
+    one alone writes files; the others return no paths.
     """
     methods = load_all_methods()
     configs = {name: make_config(methods[name], spec.method_options.get(name, {})) for name in spec.methods}
     keys = list(itertools.product(spec.methods, spec.tasks, spec.languages, spec.seeds))
     suite_name = suite_display_name(spec.suite)
     parallel, suite_options = process_share(spec.suite_options)
+    outcome = GridOutcome()
     with exclusive_lock(spec.out) if parallel.is_main else contextlib.nullcontext():
         settings = {name: _settings_key(_config_record(configs[name]), spec.limit) for name in spec.methods}
         pending = [key for key in keys
                    if spec.force or not _check_existing(cell_path(spec.out, suite_name, *key), settings[key[0]])]  # fmt: skip
         parallel.barrier()  # every process has its list before the first cell is written
+        if not pending:
+            return outcome
         started = time.perf_counter()
-        suite: Suite | None = None
-        build_seconds = 0.0
-        computed = []
+        suite = load_suite_main_first(spec, suite_options, parallel)
+        build_seconds = time.perf_counter() - started
+        check_grid(suite, pending, methods, configs)
         for method_name, task, language, seed in tqdm(pending, desc="grid", disable=not parallel.is_main):
-            if suite is None:
-                suite = load_suite_main_first(spec, suite_options, parallel)
-                build_seconds = time.perf_counter() - started
-            record = run_cell(suite, methods[method_name], configs[method_name], task, language, seed, spec, parallel)
+            method_class, config = methods[method_name], configs[method_name]
+            try:
+                record = run_cell(suite, method_class, config, task, language, seed, spec, parallel)
+            except OSError:
+                raise
+            except Exception as error:  # recorded and reported at the end; the other cells still run
+                outcome.failures.append(cell_failure(error, method_name, task, language, seed))
+                log.warning("%s; going on with the other cells", outcome.failures[-1].describe())
+                continue
             if parallel.is_main:
                 record.update(settings=settings[method_name], suite_build_seconds=round(build_seconds, 3),
                               processes=parallel.world)  # fmt: skip
                 path = cell_path(spec.out, suite_name, method_name, task, language, seed)
                 write_json_atomic(path, record)
-                computed.append(path)
-    return computed
+                outcome.computed.append(path)
+    return outcome
 
 
 def _make_cell(
@@ -232,7 +297,7 @@ def run_cell(
     if not parallel.is_main:
         return None
     started = time.perf_counter()
-    correct = score_all(task_spec.score, test, completions)
+    correct = score_all(task_spec.scorer_for(language), test, completions)
     score_seconds = time.perf_counter() - started
     if traces:
         trace_path = spec.out / "traces" / suite.name / method_class.name / f"{cell_name(task, language, seed)}.safetensors"

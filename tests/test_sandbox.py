@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import collections
+import math
+import os
+import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tasks.sandbox import network_isolated, run_untrusted
+from tasks import sandbox
+from tasks.plain_data import NotPlainData, decode, encode
+from tasks.sandbox import containment, network_isolated, run_untrusted
 
 TIMEOUT_S = 2.0
 
@@ -190,3 +198,171 @@ def test_network_namespace_has_no_route_even_past_the_guard():
 def test_resource_module_is_blocked():
     result = run_untrusted("import resource", timeout_s=TIMEOUT_S)
     assert not result.passed and "import of resource halted" in result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hostile code below the Python guard: what it achieves is checked from outside, after the run.
+
+needs_namespaces = pytest.mark.skipif(
+    containment() != "namespaces", reason="needs root and a working `unshare` (the sandbox's 'namespaces' containment)"
+)
+
+
+def processes_with_argument(marker: str) -> list[str]:
+    """Pids of this machine's processes whose command line holds `marker`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+# Each leaves a `sleep <marker>` behind that must not outlive the run.
+DESCENDANTS = {
+    "posix.fork-double-fork-daemon": (
+        "import posix, time\n"
+        "if posix.fork() == 0:\n"
+        "    posix.setsid()\n"
+        "    if posix.fork() == 0:\n"
+        "        posix.execv('/bin/sleep', ['sleep', '{marker}'])\n"
+        "    posix._exit(0)\n"
+        "time.sleep(0.5)\n"
+    ),
+    "importlib.reload(os)": (
+        "import importlib, os, time\nimportlib.reload(os)\n"
+        "if os.fork() == 0:\n    os.execv('/bin/sleep', ['sleep', '{marker}'])\ntime.sleep(0.5)\n"
+    ),
+}
+
+
+@needs_namespaces
+@pytest.mark.parametrize("program", DESCENDANTS.values(), ids=DESCENDANTS.keys())
+def test_no_descendant_outlives_the_run(program):
+    marker = f"{secrets.randbelow(10**6) + 10**6}.{secrets.randbelow(10**6)}"  # a valid, unique `sleep` argument
+    result = run_untrusted(program.replace("{marker}", marker), timeout_s=TIMEOUT_S)
+    assert result.passed, result.stderr  # the fork itself works below the guard; the namespace ends it
+    assert processes_with_argument(marker) == []
+
+
+@needs_namespaces
+def test_process_count_is_capped_below_python():
+    program = (
+        "import posix, time\n"
+        "for _ in range(200):\n"
+        "    if posix.fork() == 0:\n"
+        "        time.sleep(10)\n"
+        "        posix._exit(0)\n"
+    )
+    started = time.monotonic()
+    result = run_untrusted(program, timeout_s=TIMEOUT_S)
+    assert result.status == "failed" and "BlockingIOError" in result.stderr  # RLIMIT_NPROC, for the sandbox's uid
+    assert time.monotonic() - started < TIMEOUT_S + 1
+
+
+LOW_LEVEL_WRITES = {
+    "io.FileIO": "import io\nio.FileIO({path!r}, 'w').write(b'escaped')",
+    "_io.open": "import _io\n_io.open({path!r}, 'w').write('escaped')",
+    "posix.open": "import posix\nposix.write(posix.open({path!r}, posix.O_CREAT | posix.O_WRONLY), b'escaped')",
+}
+
+
+@needs_namespaces
+@pytest.mark.parametrize("where", ["test's folder", "/tmp", "interpreter prefix"])
+@pytest.mark.parametrize("write", LOW_LEVEL_WRITES.values(), ids=LOW_LEVEL_WRITES.keys())
+def test_low_level_writes_outside_the_working_directory_change_nothing(tmp_path, write, where):
+    """Out of sight (the test's folder), private (/tmp) or read-only (the interpreter, which the sandbox shows)."""
+    folder = {"test's folder": tmp_path, "/tmp": Path("/tmp"), "interpreter prefix": Path(sys.prefix)}[where]
+    target = folder / f"sandbox-escaped-{secrets.token_hex(8)}"
+    try:
+        result = run_untrusted(write.format(path=str(target)), timeout_s=TIMEOUT_S)
+        assert not target.exists()
+        assert result.passed is (where == "/tmp"), result.stderr  # else FileNotFoundError or a read-only file system
+    finally:
+        target.unlink(missing_ok=True)
+
+
+@needs_namespaces
+def test_the_scorers_environment_cannot_be_read_through_proc(tmp_path):
+    """The secret is in the scoring process's own environment block (what /proc/<pid>/environ shows)."""
+    outside = tmp_path / "stolen.txt"
+    program = (
+        "import posix\nstolen = b''\n"
+        "for pid in [p for p in posix.listdir('/proc') if p.isdigit()] + [str(posix.getppid())]:\n"
+        "    try:\n"
+        "        stolen += open(f'/proc/{pid}/environ', 'rb').read()\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print(stolen)\n"
+        "try:\n"
+        f"    posix.write(posix.open({str(outside)!r}, posix.O_CREAT | posix.O_WRONLY), stolen)\n"
+        "except OSError:\n"
+        "    pass\n"
+    )
+    scorer = f"from tasks.sandbox import run_untrusted\nprint(run_untrusted({program!r}, timeout_s=5).stdout)"
+    environment = {**os.environ, "SECRET_TOKEN": "do-not-leak-through-proc"}
+    command = [sys.executable, "-c", scorer]
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=30)
+    assert finished.returncode == 0, finished.stderr
+    assert "b'" in finished.stdout and "do-not-leak" not in finished.stdout
+    assert not outside.exists()
+
+
+@needs_namespaces
+def test_the_sandbox_shows_no_project_file_and_runs_as_no_one():
+    program = (
+        f"import os\nassert not os.path.exists({str(Path(__file__).resolve())!r})\n"
+        "assert os.getuid() != 0 and os.getgid() != 0\n"
+        "assert sorted(p for p in os.listdir('/proc') if p.isdigit()) == ['1']  # its own pid namespace\n"
+        "import json, numpy  # the interpreter's standard library and packages are there, read-only\n"
+    )
+    result = run_untrusted(program, timeout_s=TIMEOUT_S)
+    assert result.passed and result.containment == "namespaces", result.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results cross from a solution's process to the checker as plain data of exact builtin types only.
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 0, -(2**70), 1.5, -0.0, float("inf"), 1 - 2j, "ü", b"\x00\xff", [1, [2]], (1, (2,)), {(1, 2): {3}},
+     {frozenset({1}): [()]}, set(), frozenset()],
+)  # fmt: skip
+def test_plain_data_round_trips_with_exact_types(value):
+    decoded = decode(encode(value))
+    assert decoded == value and type(decoded) is type(value)
+    assert repr(decoded) == repr(value)
+
+
+def test_plain_data_keeps_nan():
+    assert math.isnan(decode(encode(float("nan"))))
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+
+class Number(int):
+    pass
+
+
+@pytest.mark.parametrize("value", [AlwaysEqual(), Number(3), [Number(3)], {1: AlwaysEqual()}, collections.OrderedDict(),
+                                   collections.namedtuple("Pair", "a b")(1, 2), iter([]), bytearray(b"x")])  # fmt: skip
+def test_plain_data_refuses_other_types_and_subclasses(value):
+    with pytest.raises(NotPlainData):
+        encode(value)
+
+
+def test_guard_fallback_still_runs_and_judges(monkeypatch):
+    """Where the namespaces are missing, children run as the scorer's user under the Python guard alone."""
+    monkeypatch.setattr(sandbox, "containment", lambda: "guard")
+    assert run_untrusted("print('hi')", timeout_s=TIMEOUT_S).stdout == "hi\n"
+    assert "PermissionError: sandbox:" in run_untrusted("import os\nos.fork()", timeout_s=TIMEOUT_S).stderr
+    solution = "def twice(x):\n    return 2 * x\n"
+    checked = sandbox.run_checked(solution, "", "assert twice(4) == 8", ("twice",), timeout_s=TIMEOUT_S)
+    assert checked.passed and checked.containment == "guard", checked.stderr
+    assert not sandbox.run_checked(solution, "", "assert twice(4) == 9", ("twice",), timeout_s=TIMEOUT_S).passed

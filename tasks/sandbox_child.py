@@ -1,0 +1,348 @@
+"""The child side of `tasks.sandbox`: run as `python -m tasks.sandbox_child` with its request as JSON on stdin.
+
+It caps its own resources, contains itself (`enter_private_root`, when the parent started it in fresh mount, pid and
+network namespaces as root), installs the Python guard, then runs in one of three modes: "run" executes a program;
+"serve" executes a solution, then answers calls to its functions over a pair of pipes; "check" executes a checker
+(trusted context and tests) whose named functions are proxies for the serving process's, so a completion's code never
+runs in the process that compares its results (see `tasks.plain_data`).
+"""
+
+from __future__ import annotations
+
+import builtins
+import ctypes
+import io
+import json
+import linecache
+import os
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import traceback
+import types
+from collections.abc import Callable
+from typing import Any
+
+from tasks.plain_data import decode, encode
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# Ways to start, signal or re-parent processes, or to move out of the working directory the file guard relies on.
+PROCESS_FUNCTIONS = (
+    "fork", "forkpty", "system", "popen", "kill", "killpg", "setsid", "setpgid", "setpgrp", "setuid", "seteuid",
+    "setgid", "setegid", "chdir", "fchdir", "chroot", "posix_spawn", "posix_spawnp",
+    "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
+    "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
+)  # fmt: skip
+PATH_FUNCTIONS = (
+    "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "truncate", "mkdir", "makedirs",
+    "symlink", "link", "chmod", "chown", "lchown", "mkfifo", "mknod", "utime", "setxattr", "removexattr",
+)  # fmt: skip
+BLOCKED_MODULES = ("resource", "psutil", "ipdb", "joblib", "tkinter")  # `resource` could lift the caps again
+# What the private root shows, read-only: the system's programs and libraries, and this interpreter's own paths.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+# mount(2) flags, from <sys/mount.h>.
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_NO_NEW_PRIVS = 38
+MESSAGE_HEADER = struct.Struct(">Q")
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+
+def main() -> None:
+    """Read the request, contain and cap this process, then run the request's mode."""
+    request = json.loads(sys.stdin.buffer.read())
+    # The project is on the path only to import this module: the private root must not show it (its data holds the
+    # tests), and the program must not import it.
+    for entry in os.environ.pop("PYTHONPATH", "").split(os.pathsep):
+        while entry in sys.path:
+            sys.path.remove(entry)
+    if request["private_root"]:
+        enter_private_root(request["private_root"], os.getcwd(), request["uid"], request["tmpfs_mb"])
+    limits = request["limits"]
+    # Limits are set here rather than in a `preexec_fn`, which may deadlock when the parent has threads (torch does).
+    for limit, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_CPU, limits["cpu_s"]),
+                         (resource.RLIMIT_FSIZE, limits["file_bytes"]), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_NPROC, limits["processes"])):  # fmt: skip
+        resource.setrlimit(limit, (value, value))
+    if request["uid"] is not None:
+        drop_privileges(request["uid"])  # after the caps: an unprivileged process cannot raise them again
+    sys.excepthook = traceback.print_exception
+    mode = request["mode"]
+    if mode == "probe":
+        return
+    main_module = types.ModuleType("__main__")
+    sys.modules["__main__"], sys.argv = main_module, ["program.py"]
+    namespace = main_module.__dict__
+    calls = request.get("calls_fds")
+    install_guard(os.getcwd())
+    if mode == "check":
+        run_source(request["context"], "context.py", namespace)
+        for name in request["proxied"]:
+            namespace[name] = call_proxy(name, *calls)
+        run_source(request["program"], "tests.py", namespace)
+        return
+    run_source(request["program"], "program.py", namespace)
+    if mode == "serve":
+        serve_calls(namespace, *calls)
+
+
+def run_source(source: str, filename: str, namespace: dict) -> None:
+    """Execute `source` in `namespace`, with its lines in linecache for tracebacks (there is no file to read)."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Containment below Python: a private root of read-only system paths, then an unprivileged, random uid.
+
+
+def libc_call(name: str, *args: Any) -> None:
+    """Call a libc function that returns -1 and sets errno on failure; raise OSError naming it."""
+    if getattr(ctypes.CDLL(None, use_errno=True), name)(*args) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"sandbox: {name}{args!r}: {os.strerror(error)}")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    """mount(2), for a process that is root in its own mount namespace."""
+    encoded = [None if value is None else value.encode() for value in (source, target, fstype)]
+    libc_call("mount", *encoded, ctypes.c_ulong(flags), None if data is None else data.encode())
+
+
+def bind_read_only(path: str, new_root: str) -> None:
+    """Show `path` at the same place under `new_root`, read-only, without setuid bits or devices."""
+    target = new_root + path
+    if os.path.islink(path):  # /lib -> usr/lib on merged-/usr systems: the link, its target is bound on its own
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.symlink(os.readlink(path), target)
+        return
+    os.makedirs(target, exist_ok=True)
+    mount(path, target, None, MS_BIND)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def readable_paths() -> list[str]:
+    """The system paths and this interpreter's import paths, outermost first, none inside another."""
+    candidates = {*SYSTEM_PATHS, *sys.path}
+    existing = sorted(os.path.abspath(path) for path in candidates if path and os.path.isdir(path))
+    kept: list[str] = []
+    for path in existing:
+        if not any(path == outer or path.startswith(outer.rstrip("/") + "/") for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def enter_private_root(new_root: str, workdir: str, uid: int, tmpfs_mb: int) -> None:
+    """Chroot into a fresh tmpfs holding read-only system paths, a few devices, this pid namespace's /proc and an
+    empty, writable `workdir` (the same path as outside); everything else on the machine is absent."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the machine
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=755")
+    for path in readable_paths():
+        bind_read_only(path, new_root)
+    os.makedirs(f"{new_root}/dev")
+    for device in DEVICES:
+        open(f"{new_root}/dev/{device}", "w").close()
+        mount(f"/dev/{device}", f"{new_root}/dev/{device}", None, MS_BIND)
+    os.makedirs(f"{new_root}/proc")
+    mount("proc", f"{new_root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's only
+    os.makedirs(f"{new_root}/tmp", mode=0o1777)
+    os.chmod(f"{new_root}/tmp", 0o1777)
+    os.makedirs(new_root + workdir)
+    os.chown(new_root + workdir, uid, uid)
+    os.chroot(new_root)
+    os.chdir(workdir)
+
+
+def drop_privileges(uid: int) -> None:
+    """Become `uid` with no groups and no capabilities, for good: no setuid program can give them back."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Calls between the checker and the solution's process: length-prefixed `tasks.plain_data` messages over pipes.
+
+
+def write_message(fd: int, data: bytes) -> None:
+    """Send one message: its length, then its bytes."""
+    view = memoryview(MESSAGE_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def read_exactly(fd: int, size: int) -> bytes | None:
+    """`size` bytes from `fd`, or None if it closes first."""
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 2**20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_message(fd: int) -> bytes | None:
+    """One message, or None if the other side closed its end (or sent more than MAX_MESSAGE_BYTES)."""
+    header = read_exactly(fd, MESSAGE_HEADER.size)
+    if header is None or MESSAGE_HEADER.unpack(header)[0] > MAX_MESSAGE_BYTES:
+        return None
+    return read_exactly(fd, MESSAGE_HEADER.unpack(header)[0])
+
+
+def serve_calls(namespace: dict, requests_fd: int, replies_fd: int) -> None:
+    """Answer ("name", args, kwargs) calls with ("ok", result, args after the call) or ("error", type, message)."""
+    while (request := read_message(requests_fd)) is not None:
+        name, args, kwargs = decode(request)
+        try:
+            result = namespace[name](*args, **kwargs)
+            reply = encode(("ok", result, args))
+        except Exception as error:  # the checker raises it again, by name
+            reply = encode(("error", type(error).__name__, str(error)))
+        write_message(replies_fd, reply)
+
+
+def call_proxy(name: str, replies_fd: int, requests_fd: int) -> Callable[..., Any]:
+    """A stand-in for the solution's function `name`: sends the call, returns the decoded result. Lists, dicts and
+    sets passed as arguments are updated to what the function left in them, as they would be in one process."""
+
+    def proxy(*args: Any, **kwargs: Any) -> Any:
+        write_message(requests_fd, encode((name, args, kwargs)))  # NotPlainData if the tests pass code
+        reply = read_message(replies_fd)
+        try:
+            status, *rest = decode(reply)
+            if status == "ok":
+                result, args_after = rest
+                for before, after in zip(args, args_after, strict=True):
+                    update_in_place(before, after)
+                return result
+            error_type, message = rest
+        except Exception as error:  # noqa: BLE001 - a closed pipe or any malformed reply fails the check outright
+            fail_check(f"the solution's process gave no valid reply to {name}(): {error!r}")
+        raise exception_named(error_type, message)
+
+    proxy.__name__ = proxy.__qualname__ = name
+    return proxy
+
+
+def update_in_place(before: Any, after: Any) -> None:
+    """Give a mutable argument the contents the solution's function left in its copy."""
+    if type(before) is type(after) is list:
+        before[:] = after
+    elif type(before) is type(after) in (dict, set):
+        before.clear()
+        before.update(after)
+
+
+def exception_named(type_name: str, message: str) -> Exception:
+    """The builtin exception `type_name` with `message` (tests may expect ValueError), else a RuntimeError."""
+    exception_type = getattr(builtins, type_name, None)
+    if isinstance(exception_type, type) and issubclass(exception_type, Exception):
+        try:
+            return exception_type(message)
+        except TypeError:  # builtins like UnicodeDecodeError take other arguments
+            pass
+    return RuntimeError(f"{type_name}: {message}")
+
+
+def fail_check(reason: str) -> None:
+    """End the checker at once with a failure that no `except` in the tests can catch."""
+    print(f"sandbox: {reason}", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Python guard: clear errors for well-meaning code; containment proper is `enter_private_root`.
+
+
+def install_guard(root: str) -> None:
+    """Disable new processes, signals and sockets, and refuse file changes outside `root`, for code run afterwards."""
+    for name in PROCESS_FUNCTIONS:
+        refuse(os, name)
+    refuse(subprocess, "Popen")
+    refuse(socket, "socketpair")
+    refuse(socket, "fromfd")
+    socket.socket = RefusedSocket
+    for name in PATH_FUNCTIONS:
+        confine(os, name, root)
+    for name in ("rmtree", "move", "copytree", "chown"):
+        confine(shutil, name, root)
+    builtins.open = io.open = confined_open(builtins.open, root)
+    os.open = confined_os_open(os.open, root)
+    for name in BLOCKED_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+
+
+class RefusedSocket(socket.socket):
+    """Stands in for `socket.socket`; a subclass (not a function) so stdlib modules that subclass it still import."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError("sandbox: network sockets are disabled")
+
+
+def refuse(module: types.ModuleType, name: str) -> None:
+    """Replace `module.name` by a function that raises PermissionError naming it."""
+    if not hasattr(module, name):
+        return
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(f"sandbox: {module.__name__}.{name} is disabled")
+
+    setattr(module, name, refused)
+
+
+def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
+    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
+    path = os.fsdecode(path)
+    if dir_fd is not None and not os.path.isabs(path):
+        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+    resolved = os.path.realpath(path)
+    return resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def confine(module: types.ModuleType, name: str, root: str) -> None:
+    """Wrap `module.name` so that it refuses path arguments outside `root`."""
+    original = getattr(module, name, None)
+    if original is None:
+        return
+
+    def confined(*args: Any, **kwargs: Any) -> Any:
+        paths = [*args[:2], kwargs.get("path"), kwargs.get("src"), kwargs.get("dst")]
+        for path in paths:
+            if isinstance(path, (str, bytes, os.PathLike)) and not inside(root, path, kwargs.get("dir_fd")):
+                raise PermissionError(f"sandbox: {module.__name__}.{name} outside the working directory: {path!r}")
+        return original(*args, **kwargs)
+
+    setattr(module, name, confined)
+
+
+def confined_open(original: Callable[..., Any], root: str) -> Callable[..., Any]:
+    """`open` that reads anywhere but writes only inside `root`."""
+
+    def open_writing_inside(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, int) and set(mode) & set("wax+") and not inside(root, file):
+            raise PermissionError(f"sandbox: writing outside the working directory is refused: {file!r}")
+        return original(file, mode, *args, **kwargs)
+
+    return open_writing_inside
+
+
+def confined_os_open(original: Callable[..., int], root: str) -> Callable[..., int]:
+    """`os.open` that opens for writing only inside `root`."""
+
+    def os_open_writing_inside(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        if flags & WRITE_FLAGS and not inside(root, path, dir_fd):
+            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
+        return original(path, flags, *args, dir_fd=dir_fd, **kwargs)
+
+    return os_open_writing_inside
+
+
+if __name__ == "__main__":
+    main()

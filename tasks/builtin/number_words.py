@@ -44,28 +44,26 @@ def chinese_number(n: int) -> str:
     return "".join(parts)
 
 
-def russian_number(n: int) -> str:
-    hundreds, rest = divmod(n, 100)
-    words = [RU_HUNDREDS[hundreds]] if hundreds else []
-    if rest < 20:
-        words += [RU_UNITS[rest]] if rest or not words else []
+def composed_number(n: int, units: list[str], tens: list[str], hundreds: list[str], and_word: str = "") -> str:
+    """A cardinal built from word lists: hundreds, then one word below `len(units)`, else tens (`and_word`) units."""
+    hundred, rest = divmod(n, 100)
+    words = [hundreds[hundred]] if hundred else []
+    if rest < len(units):
+        words += [units[rest]] if rest or not words else []
     else:
-        tens, units = divmod(rest, 10)
-        words += [RU_TENS[tens]] + ([RU_UNITS[units]] if units else [])
+        ten, unit = divmod(rest, 10)
+        words.append(tens[ten])
+        if unit:
+            words += [and_word, units[unit]] if and_word else [units[unit]]
     return " ".join(words)
+
+
+def russian_number(n: int) -> str:
+    return composed_number(n, RU_UNITS, RU_TENS, RU_HUNDREDS)
 
 
 def spanish_number(n: int) -> str:
-    if n == 100:
-        return "cien"
-    hundreds, rest = divmod(n, 100)
-    words = [ES_HUNDREDS[hundreds]] if hundreds else []
-    if rest < 30:
-        words += [ES_UNITS[rest]] if rest or not words else []
-    else:
-        tens, units = divmod(rest, 10)
-        words += [ES_TENS[tens]] + (["y", ES_UNITS[units]] if units else [])
-    return " ".join(words)
+    return "cien" if n == 100 else composed_number(n, ES_UNITS, ES_TENS, ES_HUNDREDS, and_word="y")
 
 
 NUMBER_WORDS = {"zh": chinese_number, "ru": russian_number, "es": spanish_number}

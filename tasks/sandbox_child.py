@@ -149,7 +149,7 @@ def enter_private_root(new_root: str, workdir: str, uid: int, tmpfs_mb: int) -> 
         mount(f"/dev/{device}", f"{new_root}/dev/{device}", None, MS_BIND)
     os.makedirs(f"{new_root}/proc")
     mount("proc", f"{new_root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this pid namespace's only
-    os.makedirs(f"{new_root}/tmp", mode=0o1777)
+    os.makedirs(f"{new_root}/tmp", exist_ok=True)  # already there when the interpreter lives under /tmp
     os.chmod(f"{new_root}/tmp", 0o1777)
     os.makedirs(new_root + workdir)
     os.chown(new_root + workdir, uid, uid)

@@ -275,3 +275,6 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
 
 register_suite("real")(load_real_suite)
 register_suite("paper")(load_paper_suite)
+# The same suites scored on the sound HumanEval prompts only: `--suite real-sound` / `--suite paper-sound`.
+register_suite("real-sound")(lambda options: load_real_suite(options, RealSettings(humaneval_prompts="sound")))
+register_suite("paper-sound")(lambda options: load_paper_suite(options, PaperSettings(humaneval_prompts="sound")))

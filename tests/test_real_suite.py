@@ -164,3 +164,15 @@ def test_paper_suite_evaluates_zh_and_ru_math_gates_at_the_authors_temperature(t
 def test_paper_suite_without_checkpoints_says_how_to_get_them(tmp_path, capsys):
     assert main(["--suite", "paper", "--methods", "base", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "huggingface-cli download Bowen232/LoRA-Flow" in capsys.readouterr().err
+
+
+def test_sound_prompt_suites_are_command_line_names(monkeypatch):
+    import bench.real_suite as real_suite
+    from bench.suites import SUITES
+
+    seen = []
+    monkeypatch.setattr(real_suite, "load_real_suite", lambda options, settings: seen.append(settings.humaneval_prompts))
+    monkeypatch.setattr(real_suite, "load_paper_suite", lambda options, settings: seen.append(settings.humaneval_prompts))
+    SUITES["real-sound"](None)
+    SUITES["paper-sound"](None)
+    assert seen == ["sound", "sound"]

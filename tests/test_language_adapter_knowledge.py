@@ -72,16 +72,19 @@ def test_number_word_cells_spell_their_numbers_and_keep_the_targets(skill):
 
 def test_no_test_item_is_in_any_training_or_pretraining_text():
     settings = tiny_settings(number_words=True, english_texts=200, other_language_texts=200, statement_pairs=200,
-                             skill_texts={"math": 100, "code": 100}, language_texts=200, skill_examples=200)  # fmt: skip
+                             skill_texts={"math": 100, "code": 100}, language_texts=200, skill_examples=200,
+                             english_gloss=True)  # fmt: skip
     training = pretraining_texts(settings) + [
         example.prompt + example.target for examples in adapter_datasets(settings).values() for example in examples
     ]  # fmt: skip
     corpus = "\n".join(training)
     for language in NUMBER_WORDS:
         for make in (math_examples, code_examples):
-            for number_words in (False, True):
-                for item in make(language, "test", 100, 0, number_words=number_words):
+            for number_words, english_gloss in ((False, False), (True, False), (False, True)):
+                for item in make(language, "test", 100, 0, number_words=number_words, english_gloss=english_gloss):
                     assert item.prompt not in corpus, item.id
+                    if english_gloss and make is math_examples:  # the restated question: the problem in English
+                        assert item.target.split("\n")[0] not in corpus, item.id
                     if make is math_examples:  # a question (a docstring sentence may recur in another problem)
                         assert item.prompt.removeprefix("Question: ").split("\n")[0] not in corpus, item.id
 
@@ -108,3 +111,31 @@ def test_alignment_texts_go_to_the_language_adapters_only_when_asked():
             assert (in_base, in_adapter) == ((aligned, set()) if alignment_in == "base" else (set(), aligned))
     with pytest.raises(ValueError, match="alignment_in"):
         BuiltinSettings(alignment_in="nowhere")
+
+
+@pytest.mark.parametrize("language", ["zh", "es"])
+def test_english_gloss_replies_restate_the_task_in_english_then_solve_it(language):
+    from tasks.builtin.math_problems import GLOSS_MARK
+
+    plain_items, english_items = math_examples(language, "test", 30, 0), math_examples("en", "test", 30, 0)
+    glossed = math_examples(language, "test", 30, 0, english_gloss=True)
+    for plain, gloss, english in zip(plain_items, glossed, english_items):
+        assert (gloss.id, gloss.prompt, gloss.answer) == (plain.id, plain.prompt, plain.answer)
+        question = english.prompt.removeprefix("Question: ").removesuffix("\nAnswer:")
+        assert gloss.target == f" {GLOSS_MARK} {question}\nSolution:{plain.target}"
+    glossed = code_examples(language, "test", 30, 0, english_gloss=True)
+    for plain, gloss in zip(code_examples(language, "test", 30, 0), glossed):
+        comment, body = gloss.target.split("\n", 1)
+        assert comment.startswith(f"    # {GLOSS_MARK} Return") and body == plain.target and gloss.test == plain.test
+
+
+def test_gloss_pairs_end_their_other_language_half_with_the_mark_in_the_language_adapters_only():
+    from tasks.builtin.math_problems import GLOSS_MARK
+
+    settings = tiny_settings(english_gloss=True, alignment_in="language_adapters", parallel_pairs=20, reverse_pairs=20,
+                             statement_pairs=20, skill_texts={"math": 0, "code": 0})  # fmt: skip
+    assert not any(GLOSS_MARK in text for text in pretraining_texts(settings))
+    datasets = {entry.language: data for entry, data in adapter_datasets(settings).items()}
+    adapter = [example.target for example in datasets["ru"]]
+    marked = [text for text in adapter if f"\n{GLOSS_MARK} " in text]
+    assert len(marked) == 20 + 10 and all(re.search("[а-я]", text.split(GLOSS_MARK)[0]) for text in marked)

@@ -16,6 +16,7 @@ from typing import Callable
 
 from tasks.builtin.code_families import FAMILIES, FAMILIES_BY_ID, Family
 from tasks.builtin.languages import LEXICONS
+from tasks.builtin.math_problems import GLOSS_MARK
 from tasks.builtin.number_words import spell_numbers
 from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, stable_int, surface_rng
 from tasks.examples import Example
@@ -146,9 +147,16 @@ def _function_name(rng: random.Random) -> str:
     return rng.choice(FUNCTION_NAMES)
 
 
-def code_examples(language: str, pool: str, count: int, seed: int, number_words: bool = False) -> list[Example]:
+def _gloss_comment(family: Family, params: Params) -> str:
+    return f"    # {GLOSS_MARK} {LEXICONS['en'].CODE_PHRASES[family.id].format(**dict(params))}\n"
+
+
+def code_examples(
+    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False
+) -> list[Example]:
     """`count` function-writing tasks with docstrings in `language` from `pool` ("train", "dev", "test", "adapter");
-    with `number_words`, the docstring's sentence writes its numbers as words of the language.
+    with `number_words`, the docstring's sentence writes its numbers as words of the language; with `english_gloss`,
+    the body opens with a comment restating the docstring's sentence in English (`GLOSS_MARK`).
 
     The same (pool, count, seed) gives the same tasks in every language, translated.
     """
@@ -161,7 +169,7 @@ def code_examples(language: str, pool: str, count: int, seed: int, number_words:
             Example(
                 id=f"code-{language}-{pool}-{family_id}-{key_digest(key)}",
                 prompt=render_prompt(language, name, family, params, inputs[0], outputs[0], number_words),
-                target=body_source(family, params),
+                target=_gloss_comment(family, params) * english_gloss + body_source(family, params),
                 test=render_check(inputs, outputs),
                 entry_point=name,
             )

@@ -16,6 +16,10 @@ from tasks.builtin.number_words import spell_numbers
 from tasks.builtin.pools import check_request, key_digest, sample_pool_problems, stable_int, surface_rng
 from tasks.examples import Example
 
+# With `english_gloss`, a reply opens with the task restated in English after this mark (a copy, for English items),
+# then solves it: the translate-then-solve replies of the pivot-language line of work, where the restatement is a
+# language adapter's work and the solution a skill adapter's.
+GLOSS_MARK = "In English:"
 OPERATION_SIGNS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 # kind -> relative weight; a kind is its chain of operations, applied left to right: ((a op1 b) op2 c)
@@ -193,19 +197,24 @@ def math_questions(language: str, pool: str, count: int, seed: int) -> list[tupl
     return questions
 
 
-def math_examples(language: str, pool: str, count: int, seed: int, number_words: bool = False) -> list[Example]:
+def math_examples(
+    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False
+) -> list[Example]:
     """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), with solutions;
-    with `number_words`, the question writes its numbers as words of the language (the solution keeps digits)."""
+    with `number_words`, the question writes its numbers as words of the language (the solution keeps digits); with
+    `english_gloss`, the reply first restates the question in English (`GLOSS_MARK`), then solves it."""
     examples = []
-    for key, kind, numbers, question in math_questions(language, pool, count, seed):
+    english = math_questions("en", pool, count, seed) if english_gloss else None
+    for index, (key, kind, numbers, question) in enumerate(math_questions(language, pool, count, seed)):
         solution, answer = worked_solution(kind, numbers)
         if number_words:
             question = spell_numbers(question, language)
+        target = f" {GLOSS_MARK} {english[index][-1]}\nSolution: {solution}" if english_gloss else " " + solution
         examples.append(
             Example(
                 id=f"math-{language}-{pool}-{kind}-{key_digest(key)}",
                 prompt=f"Question: {question}\nAnswer:",
-                target=" " + solution,
+                target=target,
                 answer=str(answer),
             )
         )

@@ -6,7 +6,9 @@ For each trace `out/traces/<suite>/<loraflow|xlora>/<cell>.safetensors` (layout:
 - `<cell>--<example>.png`: a heatmap per adapter (layers x generated tokens, the tokens on the axis) and each
   adapter's mean weight per layer over the answer;
 - `<cell>--prompt-vs-answer.png`: each adapter's mean weight per layer over the prompt tokens and over the answer
-  tokens, pooled over the cell's examples, with the overall means as bars.
+  tokens, pooled over the cell's examples, with the overall means as bars;
+- `<cell>--token-kinds.png`: each adapter's mean weight (over layers) by the kind of token the step produces (words in
+  a non-ASCII script, ASCII words, digits and operators, space and punctuation), in the prompt and in the answer.
 Run as `python -m bench.plot_fusion_weights --out results`.
 """
 
@@ -83,6 +85,40 @@ def prompt_answer_means(traces: list[ExampleTrace]) -> tuple[torch.Tensor, torch
     return prompt.mean(dim=1), answer.mean(dim=1)
 
 
+TOKEN_KINDS = ("non-ASCII words", "ASCII words", "digits and operators", "space and punctuation")
+OPERATOR_CHARACTERS = set("+-*/=<>%#")
+
+
+def token_kind(text: str) -> str:
+    """Which of `TOKEN_KINDS` a token's text is: prose in zh/ru (or accented es), English or code words, arithmetic.
+
+    A digit makes a token arithmetic; a byte-level token holding part of a multi-byte character (decoded as U+FFFD)
+    counts as non-ASCII.
+    """
+    if any(char.isdigit() for char in text):
+        return "digits and operators"
+    if any(ord(char) > 127 and (char.isalpha() or char == "\ufffd") for char in text):
+        return "non-ASCII words"
+    if any(char.isalpha() for char in text):
+        return "ASCII words"
+    if any(char in OPERATOR_CHARACTERS for char in text):
+        return "digits and operators"
+    return "space and punctuation"
+
+
+def token_kind_means(traces: list[tuple[ExampleTrace, list[str]]]) -> dict[tuple[str, str], tuple[torch.Tensor, int]]:
+    """(part, kind) -> (each adapter's mean weight over layers and steps, steps); part is "prompt" or "answer".
+
+    A step is labelled by the token it produces (the weights at t produced token t + 1), as in the heatmaps.
+    """
+    steps: dict[tuple[str, str], list[torch.Tensor]] = {}
+    for trace, texts in traces:
+        for position in range(trace.token_ids.shape[0] - 1):
+            part = "prompt" if position + 1 < trace.prompt_length else "answer"
+            steps.setdefault((part, token_kind(texts[position + 1])), []).append(trace.weights[:, position].mean(dim=0))
+    return {key: (torch.stack(rows).mean(dim=0), len(rows)) for key, rows in steps.items()}
+
+
 def safe_name(text: str) -> str:
     return re.sub(r"[^\w.-]+", "_", text)
 
@@ -135,6 +171,28 @@ def plot_prompt_vs_answer(path: Path, title: str, adapters: list[str], traces: l
     return path
 
 
+def plot_token_kinds(path: Path, title: str, adapters: list[str], traces: list[tuple[ExampleTrace, list[str]]]) -> Path:
+    """Bars: each adapter's mean weight by the kind of token produced, one panel for the prompt, one for the answer."""
+    means = token_kind_means(traces)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    width = 0.8 / len(adapters)
+    for axis, part in zip(axes, ("prompt", "answer")):
+        kinds = [kind for kind in TOKEN_KINDS if (part, kind) in means]
+        for index, name in enumerate(adapters):
+            heights = [float(means[part, kind][0][index]) for kind in kinds]
+            axis.bar([position + (index - (len(adapters) - 1) / 2) * width for position in range(len(kinds))],
+                     heights, width=width, label=name)  # fmt: skip
+        axis.set_xticks(range(len(kinds)), [f"{kind}\n({means[part, kind][1]} steps)" for kind in kinds], fontsize=8)
+        axis.set_title(f"{part} tokens", fontsize=9)
+    axes[0].set_ylabel("mean weight over layers")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{title}: weight by kind of token produced, {len(traces)} examples", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def plot_trace_file(trace_path: Path, plot_directory: Path, examples: int, max_tokens: int, fonts) -> list[Path]:
     """The per-example plots of the first `examples` examples with an answer, and the cell's prompt-vs-answer plot."""
     tensors = load_file(str(trace_path))
@@ -155,6 +213,7 @@ def plot_trace_file(trace_path: Path, plot_directory: Path, examples: int, max_t
         paths.append(plot_example(path, f"{cell}, example {example_id}", adapters, weights, labels, fonts))
     path = plot_directory / f"{cell}--prompt-vs-answer.png"
     paths.append(plot_prompt_vs_answer(path, cell, adapters, [trace for trace, _ in traces.values()]))
+    paths.append(plot_token_kinds(plot_directory / f"{cell}--token-kinds.png", cell, adapters, list(traces.values())))
     return paths
 
 

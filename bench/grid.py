@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from bench.cell_identity import FIT_FIELDS, cell_identity, cell_inputs, changed_inputs, identity_key, suite_inputs
 from bench.generation import generate_completions
 from bench.storage import atomic_directory, exclusive_lock, save_tensors_atomic, write_json_atomic
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
@@ -95,24 +95,34 @@ def _config_record(config) -> dict:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
 
-def _settings_key(config_record: dict, limit: int | None) -> str:
-    text = json.dumps({"config": config_record, "limit": limit}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _check_existing(path: Path, settings: str) -> bool:
-    """True when a finished cell with the same settings exists; a cell made with other settings is an error."""
+def finished_identity_key(path: Path) -> str | None:
+    """The identity key a finished cell file records (None: no such file; '' : unreadable or recorded without one)."""
     if not path.is_file():
-        return False
+        return None
     try:
-        existing = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError) as error:
-        raise RuntimeError(f"{path}: unreadable cell file ({error}); delete it or rerun with --force") from None
-    if existing.get("settings") != settings:
-        raise RuntimeError(
-            f"{path}: finished with other method options or --limit; rerun with --force to replace it, or use another --out"
-        )
-    return True
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return ""
+    return record.get("identity_key", "") if isinstance(record, dict) else ""
+
+
+def stale_reason(path: Path, identity: dict) -> str:
+    """Why the finished cell at `path` is not a result for `identity`: the inputs that changed."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")).get("identity")
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError, AttributeError):
+        return "its file is unreadable"
+    return ", ".join(changed_inputs(old, identity)) + " changed"
+
+
+def set_aside(path: Path) -> Path:
+    """Keep a replaced cell file beside the new one as `<cell>.json.replaced-<n>` (the report reads only *.json)."""
+    for number in itertools.count(1):
+        kept = path.with_name(f"{path.name}.replaced-{number}")
+        if not kept.exists():
+            path.rename(kept)
+            return kept
+    raise AssertionError("unreachable")
 
 
 def process_share(options: SuiteOptions) -> tuple[DataParallel, SuiteOptions]:
@@ -180,20 +190,22 @@ def run_grid(spec: GridSpec) -> GridOutcome:
     parallel, suite_options = process_share(spec.suite_options)
     outcome = GridOutcome()
     with exclusive_lock(spec.out) if parallel.is_main else contextlib.nullcontext():
-        settings = {name: _settings_key(_config_record(configs[name]), spec.limit) for name in spec.methods}
-        pending = [key for key in keys
-                   if spec.force or not _check_existing(cell_path(spec.out, suite_name, *key), settings[key[0]])]  # fmt: skip
-        parallel.barrier()  # every process has its list before the first cell is written
-        if not pending:
-            return outcome
         started = time.perf_counter()
         suite = load_suite_main_first(spec, suite_options, parallel)
         build_seconds = time.perf_counter() - started
-        check_grid(suite, pending, methods, configs)
+        check_grid(suite, keys, methods, configs)
+        identities = grid_identities(suite, keys, configs, spec.limit)
+        paths = {key: cell_path(spec.out, suite_name, *key) for key in keys}
+        pending = [key for key in keys
+                   if spec.force or finished_identity_key(paths[key]) != identity_key(identities[key])]  # fmt: skip
+        parallel.barrier()  # every process has its list before the first cell is written
+        if parallel.is_main:
+            report_stale_cells(pending, paths, identities, spec.force)
         for method_name, task, language, seed in tqdm(pending, desc="grid", disable=not parallel.is_main):
             method_class, config = methods[method_name], configs[method_name]
+            identity = identities[(method_name, task, language, seed)]
             try:
-                record = run_cell(suite, method_class, config, task, language, seed, spec, parallel)
+                record = run_cell(suite, method_class, config, task, language, seed, spec, parallel, identity)
             except OSError:
                 raise
             except Exception as error:  # recorded and reported at the end; the other cells still run
@@ -201,12 +213,31 @@ def run_grid(spec: GridSpec) -> GridOutcome:
                 log.warning("%s; going on with the other cells", outcome.failures[-1].describe())
                 continue
             if parallel.is_main:
-                record.update(settings=settings[method_name], suite_build_seconds=round(build_seconds, 3),
-                              processes=parallel.world)  # fmt: skip
-                path = cell_path(spec.out, suite_name, method_name, task, language, seed)
+                record.update(identity_key=identity_key(identity), identity=identity,
+                              suite_build_seconds=round(build_seconds, 3), processes=parallel.world)  # fmt: skip
+                path = paths[(method_name, task, language, seed)]
+                if path.exists():
+                    set_aside(path)
                 write_json_atomic(path, record)
                 outcome.computed.append(path)
     return outcome
+
+
+def grid_identities(suite: Suite, keys: list[tuple], configs: dict, limit: int | None) -> dict[tuple, dict]:
+    """Each cell's identity (bench/cell_identity.py): what its result is computed from."""
+    shared = suite_inputs(suite)
+    inputs = {cell: cell_inputs(suite, shared, *cell) for cell in dict.fromkeys(key[1:3] for key in keys)}
+    return {(method, task, language, seed):
+            cell_identity(method, _config_record(configs[method]), limit, seed, inputs[(task, language)])
+            for method, task, language, seed in keys}  # fmt: skip
+
+
+def report_stale_cells(pending: list[tuple], paths: dict, identities: dict, force: bool) -> None:
+    """Say which finished cells this run recomputes, and why (their old files are kept as `.replaced-<n>`)."""
+    stale = [key for key in pending if paths[key].exists()]
+    for key in stale:
+        reason = "--force" if force else stale_reason(paths[key], identities[key])
+        log.warning("recomputing %s (%s); the old file is kept beside it", paths[key], reason)
 
 
 def _make_cell(
@@ -235,12 +266,14 @@ def _make_cell(
     )
 
 
-def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel) -> dict:
-    """Load what the method learned when a finished state exists; otherwise fit and save it atomically (the first
-    process saves; every process holds the same fitted state)."""
+def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel, fit_key: str = "") -> dict:
+    """Load what the method learned when a finished state of the same fit inputs exists (its DONE file holds
+    `fit_key`; any finished state when the key is empty); otherwise fit and save it atomically (the first process
+    saves; every process holds the same fitted state)."""
     if not method.learns:
         return {"fit_seconds": 0.0, "reused_state": False}
-    if not force and (state_directory / STATE_DONE_FILE).is_file():
+    done = state_directory / STATE_DONE_FILE
+    if not force and done.is_file() and (not fit_key or done.read_text(encoding="utf-8").strip() == fit_key):
         method.load(state_directory)
         return {"fit_seconds": 0.0, "reused_state": True}
     started = time.perf_counter()
@@ -249,7 +282,7 @@ def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParal
     if parallel.is_main:
         with atomic_directory(state_directory) as scratch:
             method.save(scratch)
-            (scratch / STATE_DONE_FILE).write_text("ok\n")
+            (scratch / STATE_DONE_FILE).write_text(f"{fit_key or 'ok'}\n", encoding="utf-8")
     return {"fit_seconds": fit_seconds, "reused_state": False}
 
 
@@ -261,24 +294,27 @@ def score_all(score, examples, completions) -> list[bool]:
 
 def build_cell_method(
     suite: Suite, method_class: type, config, task: str, language: str, seed: int, out: Path, force: bool,
-    parallel: DataParallel = SINGLE_PROCESS,
+    parallel: DataParallel = SINGLE_PROCESS, fit_key: str = "",
 ) -> tuple[object, dict]:
-    """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/`; and its fit info."""
+    """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/` (a state saved under
+    another `fit_key` is refitted); and its fit info."""
     torch.manual_seed(seed)
     method_state = out / "state" / suite.name / method_class.name
     # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
     shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
     method = method_class(_make_cell(suite, task, language, seed, shared_directory, parallel), config)
-    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force, parallel)
+    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force, parallel, fit_key)
     return method, fit_info
 
 
 def run_cell(
     suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec,
-    parallel: DataParallel = SINGLE_PROCESS,
+    parallel: DataParallel = SINGLE_PROCESS, identity: dict | None = None,
 ) -> dict | None:
     """Fit (or load), generate on the test split, score; return the cell's record (None on all but the first process)."""
-    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force, parallel)
+    fit_key = identity_key(identity, FIT_FIELDS) if identity else ""
+    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force,
+                                         parallel, fit_key)  # fmt: skip
     task_spec = TASKS[task]
     test = suite.cells[(task, language)].test[: spec.limit]
     batch_size = spec.generation_batch_size or suite.generation_batch_size

@@ -35,7 +35,7 @@ from bench.zoo import Zoo, ZooEntry, load_zoo_adapters, read_zoo
 from bench.zoo_builder import build_zoo
 from methods.lora_adapter import check_adapter_fits, load_lora_adapter
 from methods.lora_training import LoraSettings
-from methods.training import TrainingConfig
+from methods.training import TrainingConfig, key_record
 from tasks.examples import Example, text_examples
 from tasks.humaneval_prompts import HUMANEVAL_PROMPT_SETS, select_humaneval_prompts
 from tasks.real_corpora import python_function_examples, translation_texts
@@ -84,7 +84,7 @@ class RealSettings:
     def key(self, base_model_id: str) -> str:
         zoo_fields = {f.name for f in dataclasses.fields(self) if f.metadata.get("zoo", True)}
         settings = {name: value for name, value in dataclasses.asdict(self).items() if name in zoo_fields}
-        record = {"settings": settings, "base": base_model_id, "python": sys.version_info[:2]}
+        record = {"settings": key_record(settings), "base": base_model_id, "python": sys.version_info[:2]}
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
 

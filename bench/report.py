@@ -10,18 +10,24 @@ the oracle: the share of what output-level fusion of these adapters can reach.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import pandas as pd
 
+from bench.cell_identity import changed_inputs
+from bench.storage import write_text_atomic
+
 from bench.paper_numbers import SOURCE as PAPER_SOURCE
 from bench.paper_numbers import SUITES_ON_THE_PAPERS_CELLS, paper_table, with_benchmark_names
 from tasks.registry import ALL_LANGUAGES
 
+log = logging.getLogger(__name__)
+PER_ROW_FIELDS = ("method", "options", "seed")  # identity fields that may differ between the cells of one table
 CSV_COLUMNS = ["method", "suite", "task", "language", "seed", "metric", "score", "n"]
 METHOD_ORDER = [
-    "base", "language_lora", "skill_lora", "average", "linear", "cat", "svd", "ties", "dare_ties", "dare_linear",
+    "base", "language_lora", "skill_lora", "skill_lora_finetuned", "fresh_lora", "average", "linear", "cat", "svd", "ties", "dare_ties", "dare_linear",
     "lorahub", "fusion", "xlora", "loraflow", "hydralora", "hydralora_tuned", "loraflow_ceiling", "oracle",
 ]  # fmt: skip
 TASK_ORDER = ["math", "code"]
@@ -31,13 +37,44 @@ GAP_COLUMNS = {"gap closed": "oracle", "ceiling gap closed": "loraflow_ceiling"}
 T_QUANTILES = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
 
 
+def read_cell_records(out: Path) -> dict[Path, dict]:
+    """Every cell file under `out/cells` by path; JSON files that are not cell records are skipped and named."""
+    records, foreign = {}, []
+    for path in sorted((Path(out) / "cells").glob("*/*/*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{path}: not a readable cell file ({error}); delete it and rerun its grid") from None
+        if isinstance(record, dict) and all(column in record for column in CSV_COLUMNS):
+            records[path] = record
+        else:
+            foreign.append(path)
+    if foreign:
+        log.warning("skipping %d file(s) under %s that are not cell files: %s", len(foreign), Path(out) / "cells",
+                    ", ".join(str(path) for path in foreign))  # fmt: skip
+    return records
+
+
 def read_cells(out: Path) -> pd.DataFrame:
     """One row per cell file under `out/cells`, with the CSV columns."""
-    rows = []
-    for path in sorted((Path(out) / "cells").glob("*/*/*.json")):
-        record = json.loads(path.read_text(encoding="utf-8"))
-        rows.append({column: record[column] for column in CSV_COLUMNS})
+    rows = [{column: record[column] for column in CSV_COLUMNS} for record in read_cell_records(out).values()]
     return pd.DataFrame(rows, columns=CSV_COLUMNS)
+
+
+def check_same_inputs(records: dict[Path, dict]) -> None:
+    """Refuse a table whose cells of one (suite, task, language) were computed from different inputs (data, base
+    model, adapters, generation settings, scorer, --limit; bench/cell_identity.py); methods and seeds may differ."""
+    first_of: dict[tuple, tuple[Path, dict | None]] = {}
+    for path, record in records.items():
+        identity = record.get("identity")
+        inputs = {k: v for k, v in identity.items() if k not in PER_ROW_FIELDS} if isinstance(identity, dict) else None
+        group = (record["suite"], record["task"], record["language"])
+        first_path, first_inputs = first_of.setdefault(group, (path, inputs))
+        if inputs != first_inputs:
+            changed = changed_inputs(first_inputs, inputs or {}) if first_inputs is not None else ["(no identity recorded)"]
+            raise ValueError(f"{path} and {first_path}: cells of {'/'.join(group)} from different inputs "
+                             f"({', '.join(changed)} differ); rerun the grid so that they match, or report them "
+                             "from separate --out folders")  # fmt: skip
 
 
 def confidence_half_width(scores: pd.Series) -> float:
@@ -112,12 +149,15 @@ def display_table(summary: pd.DataFrame, with_ci: bool) -> pd.DataFrame:
 def write_report(out: Path) -> dict[str, Path]:
     """Write results.csv, table.md and table.tex under `out`; return their paths."""
     out = Path(out)
-    cells = read_cells(out)
+    records = read_cell_records(out)
+    check_same_inputs(records)
+    cells = pd.DataFrame([{column: record[column] for column in CSV_COLUMNS} for record in records.values()],
+                         columns=CSV_COLUMNS)  # fmt: skip
     if cells.empty:
         raise ValueError(f"{out / 'cells'}: no finished cells to report")
     cells = cells.sort_values(["suite", "method", "task", "language", "seed"]).reset_index(drop=True)
     paths = {"csv": out / "results.csv", "markdown": out / "table.md", "latex": out / "table.tex"}
-    cells.to_csv(paths["csv"], index=False, float_format="%.2f")
+    write_text_atomic(paths["csv"], cells.to_csv(index=False, float_format="%.2f"))
     sections_md, sections_tex = [], []
     for suite, suite_cells in cells.groupby("suite"):
         with_ci = suite_cells.groupby(["method", "task", "language"]).size().max() > 1
@@ -133,6 +173,6 @@ def write_report(out: Path) -> dict[str, Path]:
             sections_md.append(f"The paper's numbers for these rows ({PAPER_SOURCE}):\n\n{paper.to_markdown()}\n")
         latex = shown.to_latex(escape=True).replace(" ± ", " $\\pm$ ")
         sections_tex.append(f"% suite: {suite}\n{latex}")
-    paths["markdown"].write_text("\n".join(sections_md), encoding="utf-8")
-    paths["latex"].write_text("\n".join(sections_tex), encoding="utf-8")
+    write_text_atomic(paths["markdown"], "\n".join(sections_md))
+    write_text_atomic(paths["latex"], "\n".join(sections_tex))
     return paths

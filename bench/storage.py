@@ -15,11 +15,16 @@ from safetensors.torch import save_file
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     """Write JSON to a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    write_text_atomic(path, payload, lambda handle: json.dump(payload, handle, ensure_ascii=False, indent=1, sort_keys=True))
+
+
+def write_text_atomic(path: Path, text, write=None) -> None:
+    """Write `text` (or call `write(handle)`) into a temporary file beside `path`, flush it, rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, ensure_ascii=False, indent=1, sort_keys=True)
+            write(handle) if write else handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -58,6 +58,8 @@ class Suite:
     generation_batch_size: int = 16
     zoo_training_data: list[Example] = field(default_factory=list)  # the union of the zoo adapters' training data
     adapter_sha256: dict[str, str] = field(default_factory=dict)  # filled from the zoo when the suite loads
+    # Where the suite came from: a registered name with the key of its settings, or suite.json's resolved path.
+    location: str = ""
 
     def __post_init__(self):
         self.adapter_sha256 = self.adapter_sha256 or adapter_hashes(self.zoo)
@@ -216,6 +218,7 @@ def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
     model, tokenizer = _load_base_model(path, spec, options)
     return Suite(
         name=suite_display_name(str(path)),
+        location=str(path.resolve()),
         base_model_id=base_model_id,
         model=model,
         tokenizer=tokenizer,

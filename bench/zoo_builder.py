@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from bench.zoo import ZooEntry, write_zoo
+from methods.lora_adapter import save_peft_adapter
 from methods.lora_training import LoraSettings, train_lora
 from methods.training import TrainingConfig
 from tasks.examples import Example
@@ -38,7 +39,7 @@ def build_zoo(
         model.config.name_or_path = model.name_or_path = base_model_id  # the base PEFT's model card names
         peft_model = train_lora(model, tokenizer, examples, [], lora, training_for(entry), seed, base_model_id,
                                 description=f"adapter {entry.name}")  # fmt: skip
-        peft_model.save_pretrained(str(Path(zoo_directory) / entry.path))
+        save_peft_adapter(peft_model, Path(zoo_directory) / entry.path)
         sort_target_modules(Path(zoo_directory) / entry.path / "adapter_config.json")
         seconds[entry.name] = time.perf_counter() - started
     write_zoo(Path(zoo_directory), base_model_id, list(datasets))

@@ -1,4 +1,7 @@
-"""`fusion`: the LoRA-Flow paper's "LoRA Fusion" baseline: task-level weights learned by gradient descent.
+"""`fusion`: task-level weights learned by gradient descent, this project's own baseline between LoraHub and LoRA-Flow.
+
+Not a method of the LoRA-Flow paper ("LoRA Fusion" there is the heading over its Average, LoRA-Hub and LoRA-Flow
+rows), so the report prints no paper number beside it (bench/paper_numbers.py).
 
 `h' = h + sum_i w_i delta_h_i` with one weight per adapter shared by every layer and token (static, like `average`),
 but `w` is trained on the cell's examples with LoRA-Flow's budget and dev selection. Set against `loraflow`, it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ from safetensors.torch import load_file, save_file
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_WEIGHTS_FILE = "adapter_model.bin"
+# peft 0.21's PeftModel.__init__ reads transformers 5's deprecated `is_gradient_checkpointing` on every wrap; the
+# FutureWarning is for peft's maintainers, nothing a user of this harness can change (methods import this module).
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 KEY_PATTERN = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -174,6 +178,17 @@ def check_adapter_fits(adapter: LoraAdapter, model: torch.nn.Module, base_model_
                 f"adapter '{adapter.name}': module '{module_name}' maps {lora.A.shape[1]} -> {lora.B.shape[0]} "
                 f"features but the base layer maps {expected[1]} -> {expected[0]}"
             )
+
+
+def save_peft_adapter(peft_model, directory: str | Path) -> Path:
+    """Save a peft `PeftModel`'s adapters as standard PEFT folders, without asking a hub about the base model.
+
+    peft's default `save_embedding_layers="auto"` looks `base_model_name_or_path` up on the Hugging Face hub to guess
+    whether the vocabulary was resized, a request (and a warning) for a made-up or local id; our LoRAs adapt Linear
+    layers only (check_adapter_fits), never the embeddings, so there is nothing to guess.
+    """
+    peft_model.save_pretrained(str(directory), save_embedding_layers=False)
+    return Path(directory)
 
 
 def export_peft_adapter(adapter: LoraAdapter, directory: Path) -> Path:

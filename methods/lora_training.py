@@ -23,6 +23,15 @@ class LoraSettings:
     target_modules: tuple[str, ...] = LLAMA_PROJECTIONS
 
 
+def lora_settings_like(adapter) -> LoraSettings:
+    """The rank, alpha and target modules of `adapter` (a LoraAdapter), for a new LoRA of the same capacity."""
+    return LoraSettings(
+        rank=int(adapter.config.get("r", 8)),
+        alpha=int(adapter.config.get("lora_alpha", 16)),
+        target_modules=tuple(sorted({name.rsplit(".", 1)[-1] for name in adapter.modules})),
+    )
+
+
 def train_lora(
     model: torch.nn.Module,
     tokenizer,

@@ -45,9 +45,10 @@ class GateFileError(ValueError):
 class LoraFlowTraining:
     """LoRA-Flow's training budget, shared by every method trained "the same way" (fusion, xlora).
 
-    Defaults from the official code (thunlp/LoRAFlow scripts/train.sh, train/train.py) and its README (seed 000).
-    Not reproduced: train.py's Adam betas (0.9, 0.95), eps 1e-5 and gradient clipping at 1.0 (methods/training.py runs
-    AdamW with torch's defaults), and its checkpoint choice by dev accuracy (here: by dev loss).
+    Defaults from the official code (thunlp/LoRAFlow scripts/train.sh, train/train.py) and its README (seed 000),
+    the optimiser included: train.py builds `AdamOffloadOptimizer(eps=1e-5, betas=(0.9, 0.95))` and clips the
+    gradient norm at `--clip_grad 1.0` before every step. Not reproduced: its checkpoint choice by dev accuracy (here:
+    by dev loss).
     """
 
     learning_rate: float = 1e-3  # README table: 1e-3 for zh/ru math and zh/es code, 1e-4 for es math and ru code
@@ -58,12 +59,19 @@ class LoraFlowTraining:
     weight_decay: float = 0.1  # train.py --weight_decay default
     max_length: int = 1024  # train.py allows 4096; the few-shot examples are far shorter
     evaluations: int = 5  # the official run saves a gate per epoch and picks one on dev: one dev check per epoch
+    adam_betas: tuple[float, float] = (0.9, 0.95)  # train/train.py: AdamOffloadOptimizer(betas=(0.9, 0.95))
+    adam_epsilon: float = 1e-5  # train/train.py: AdamOffloadOptimizer(eps=1e-5)
+    max_grad_norm: float = 1.0  # train/train.py: --clip_grad default 1.0, applied by optim_manager.clip_grad_norm
+
+    def __post_init__(self):
+        self.training()  # TrainingConfig refuses a budget that trains nothing (epochs 0, batch size 0, ...)
 
     def training(self) -> TrainingConfig:
         return TrainingConfig(
             learning_rate=self.learning_rate, batch_size=self.batch_size, epochs=self.epochs,
             warmup_ratio=self.warmup_ratio, schedule=self.schedule, weight_decay=self.weight_decay,
-            max_length=self.max_length, evaluations=self.evaluations,
+            max_length=self.max_length, evaluations=self.evaluations, adam_betas=tuple(self.adam_betas),
+            adam_epsilon=self.adam_epsilon, max_grad_norm=self.max_grad_norm,
         )  # fmt: skip
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from peft import PeftModel
 
-from methods.lora_training import LoraSettings, train_lora
+from methods.lora_adapter import save_peft_adapter
+from methods.lora_training import lora_settings_like, train_lora
 from methods.registry import Cell, register_method
 from methods.training import TrainingConfig
 
@@ -43,27 +44,20 @@ class Oracle:
         self.history: list[dict] = []
         self.trainable_parameter_count = 0
 
-    def _lora_settings(self) -> LoraSettings:
-        skill_config = self.cell.adapters[-1].config
-        return LoraSettings(
-            rank=int(skill_config.get("r", 8)),
-            alpha=int(skill_config.get("lora_alpha", 16)),
-            target_modules=tuple(sorted({name.rsplit(".", 1)[-1] for name in self.cell.adapters[-1].modules})),
-        )
-
     def fit(self) -> None:
         examples = self.cell.composite_train[: self.config.max_examples]
         if not examples:
             raise ValueError(
                 f"oracle: the suite has no composite training data for {self.cell.task}/{self.cell.language}"
             )
-        self.model = train_lora(self.cell.model, self.cell.tokenizer, examples, self.cell.dev, self._lora_settings(),
+        settings = lora_settings_like(self.cell.adapters[-1])
+        self.model = train_lora(self.cell.model, self.cell.tokenizer, examples, self.cell.dev, settings,
                                 self.config, self.cell.seed, self.cell.base_model_id, "oracle", self.cell.parallel)  # fmt: skip
         self.history = self.model.training_history
         self.trainable_parameter_count = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def save(self, directory: Path) -> None:
-        self.model.save_pretrained(str(directory))
+        save_peft_adapter(self.model, directory)
 
     def load(self, directory: Path) -> None:
         self.model = PeftModel.from_pretrained(self.cell.model, str(directory)).eval()

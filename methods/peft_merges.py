@@ -40,7 +40,9 @@ class PeftMergeConfig:
 def lora_config_of(adapter: LoraAdapter) -> LoraConfig:
     """The adapter's own PEFT config (rank, alpha, targets, rslora, patterns) as a LoraConfig."""
     fields = {field.name for field in dataclasses.fields(LoraConfig)}
-    settings = {key: value for key, value in adapter.config.items() if key in fields and key != "peft_type"}
+    # the zoo's base id is not the model's own name, and nothing saves this config: peft would warn of a rename
+    settings = {key: value for key, value in adapter.config.items()
+                if key in fields and key not in ("peft_type", "base_model_name_or_path")}  # fmt: skip
     settings["inference_mode"] = True
     return LoraConfig(**settings)
 

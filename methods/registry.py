@@ -146,7 +146,11 @@ def make_config(method: type, overrides: dict[str, str]) -> Any:
         if key not in fields:
             raise ValueError(f"--set {method.name}.{key}: unknown option; valid: {', '.join(sorted(fields))}")
         values[key] = _cast_option(f"{method.name}.{key}", text, types[key])
-    return config_class(**values)
+    try:
+        return config_class(**values)
+    except ValueError as error:
+        given = " ".join(f"{method.name}.{key}={text}" for key, text in overrides.items()) or "(defaults)"
+        raise ValueError(f"--set {given}: {method.name} refuses these options: {error}") from None
 
 
 def _cast_option(option: str, text: str, kind: Any) -> Any:

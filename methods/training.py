@@ -18,6 +18,7 @@ from tasks.examples import Example
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
+SCHEDULES = ("constant", "linear", "cosine")
 
 
 class TrainingDiverged(RuntimeError):
@@ -106,6 +107,44 @@ class TrainingConfig:
     weight_decay: float = 0.0
     max_length: int = 512
     evaluations: int = 4  # dev-loss checks over the run; the best one is kept (0: keep the final parameters)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # torch's AdamW defaults unless a method cites its own
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 0.0  # clip the gradients' global norm to this before each step (0: no clipping)
+
+    def __post_init__(self):
+        """Refuse settings that would train nothing or divide by zero, naming the field."""
+        positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "max_length": self.max_length, "adam_epsilon": self.adam_epsilon}  # fmt: skip
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name}={value}: must be greater than 0")
+        for name, value in {"evaluations": self.evaluations, "weight_decay": self.weight_decay,
+                            "warmup_ratio": self.warmup_ratio, "max_grad_norm": self.max_grad_norm}.items():  # fmt: skip
+            if value < 0:
+                raise ValueError(f"{name}={value}: must not be negative")
+        if len(self.adam_betas) != 2 or not all(0 <= beta < 1 for beta in self.adam_betas):
+            raise ValueError(f"adam_betas={self.adam_betas}: must be two numbers in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: valid: {', '.join(SCHEDULES)}")
+
+
+# Optimiser fields added after cache keys were first made (bench/builtin_suite.py, bench/real_suite.py): they enter a
+# key only when set away from these values, so every zoo built before they existed keeps its key and its bytes.
+KEY_NEUTRAL_DEFAULTS = {"adam_betas": [0.9, 0.999], "adam_epsilon": 1e-8, "max_grad_norm": 0.0}
+
+
+def key_record(record):
+    """`record` (a dataclasses.asdict tree) without the optimiser fields that sit at their key-neutral defaults."""
+    if isinstance(record, dict):
+        return {name: key_record(value) for name, value in record.items()
+                if not (name in KEY_NEUTRAL_DEFAULTS and _as_list(value) == _as_list(KEY_NEUTRAL_DEFAULTS[name]))}  # fmt: skip
+    if isinstance(record, (list, tuple)):
+        return [key_record(value) for value in record]
+    return record
+
+
+def _as_list(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _learning_rate_factor(step: int, total: int, config: TrainingConfig) -> float:
@@ -131,7 +170,7 @@ def train_parameters(
     description: str = "training",
     parallel: DataParallel = SINGLE_PROCESS,
 ) -> list[dict]:
-    """Train only `parameters` on `train` with AdamW; restore the state with the lowest dev loss; return the history.
+    """Train only `parameters` on `train` with AdamW (clipped when `max_grad_norm` is set); restore the state with the lowest dev loss; return the history.
 
     Under `parallel`, each process computes its slice of every batch and the gradients are summed, which is the
     single-process step on the whole batch. Raises TrainingDiverged (after restoring the best state) when the loss
@@ -145,7 +184,8 @@ def train_parameters(
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = max(1, round(config.epochs * steps_per_epoch))
     check_every = max(1, total_steps // config.evaluations) if config.evaluations else total_steps + 1
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  betas=tuple(config.adam_betas), eps=config.adam_epsilon)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, total_steps, config))
     best_loss, best_state = math.inf, [p.detach().clone() for p in parameters]
     history: list[dict] = []
@@ -164,6 +204,8 @@ def train_parameters(
         if loss.requires_grad:
             loss.backward()
         parallel.sum_gradients(parameters)
+        if config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         if (step + 1) % check_every == 0 or step + 1 == total_steps:

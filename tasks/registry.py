@@ -25,6 +25,8 @@ class TaskSpec:
     score: Callable[..., bool]  # (example, completion, language="en") -> correct; see `scorer_for`
     max_new_tokens: int
     stop: tuple[str, ...]
+    # Raised whenever the scorer's verdicts can change, so that cells scored by an older scorer are rescored.
+    scorer_version: str = "1"
 
     def scorer_for(self, language: str) -> Callable[[Example, str], bool]:
         """The scorer of the task's cell in `language`: math reads numbers as that language writes them."""

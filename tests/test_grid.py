@@ -51,11 +51,14 @@ def test_rerun_skips_finished_cells_and_resumes_missing_ones(tiny_suite, tmp_pat
     assert finished.stat().st_mtime_ns != mtime
 
 
-def test_changed_options_do_not_silently_reuse_cells(tiny_suite, tmp_path, capsys):
+def test_changed_options_recompute_cells_and_keep_the_old_files(tiny_suite, tmp_path, caplog):
     out = tmp_path / "results"
     assert run(tiny_suite, out, "--limit", "3") == 0
-    assert run(tiny_suite, out, "--limit", "4") == 2
-    assert "--force" in capsys.readouterr().err
+    assert run(tiny_suite, out, "--limit", "4") == 0
+    assert set(read_cells(out)["n"]) == {4}
+    path = cell_path(out, tiny_suite.name, "base", "math", "zh", 0)
+    assert json.loads(path.with_name(path.name + ".replaced-1").read_text())["n"] == 3
+    assert f"recomputing {path} (limit changed)" in caplog.text
 
 
 def test_generation_batch_size_option_is_used_and_recorded(tiny_suite, tmp_path):

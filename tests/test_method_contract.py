@@ -24,6 +24,8 @@ FAST_OPTIONS = {
     "oracle": {"epochs": "1"},
     "fusion": {"epochs": "1", "evaluations": "1"},
     "xlora": {"epochs": "1", "evaluations": "1"},
+    "skill_lora_finetuned": {"epochs": "1", "evaluations": "1"},
+    "fresh_lora": {"epochs": "1", "evaluations": "1"},
 }
 METHOD_NAMES = sorted(load_all_methods())
 

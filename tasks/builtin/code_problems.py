@@ -108,8 +108,8 @@ def _complete_problem(key: str, problem: tuple) -> tuple | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _pool_problems(pool: str, count: int, seed: int) -> tuple:
-    return tuple(sample_pool_problems("code", pool, count, seed, _draw_problem, _complete_problem))
+def _pool_problems(pool: str, count: int, seed: int, kinds: str = "all") -> tuple:
+    return tuple(sample_pool_problems("code", pool, count, seed, _draw_problem, _complete_problem, kinds))
 
 
 def code_cases(pool: str, count: int, seed: int) -> list[tuple[str, Params, list, list]]:
@@ -152,17 +152,19 @@ def _gloss_comment(family: Family, params: Params) -> str:
 
 
 def code_examples(
-    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False
+    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False,
+    kinds: str = "all",
 ) -> list[Example]:
-    """`count` function-writing tasks with docstrings in `language` from `pool` ("train", "dev", "test", "adapter");
+    """`count` function-writing tasks with docstrings in `language` from `pool` ("train", "dev", "test", "adapter"),
+    of the families in the kind split `kinds` (tasks/builtin/pools.py KIND_SPLITS);
     with `number_words`, the docstring's sentence writes its numbers as words of the language; with `english_gloss`,
     the body opens with a comment restating the docstring's sentence in English (`GLOSS_MARK`).
 
     The same (pool, count, seed) gives the same tasks in every language, translated.
     """
-    check_request(language, pool, count)
+    check_request(language, pool, count, kinds)
     examples = []
-    for key, (family_id, params, inputs, outputs) in _pool_problems(pool, count, seed):
+    for key, (family_id, params, inputs, outputs) in _pool_problems(pool, count, seed, kinds):
         family = FAMILIES_BY_ID[family_id]
         name = _function_name(surface_rng("code", pool, seed, key))
         examples.append(

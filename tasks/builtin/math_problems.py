@@ -179,18 +179,21 @@ def render_question(language: str, clauses: list[tuple[str, tuple[int, ...]]], s
 
 
 @functools.lru_cache(maxsize=64)
-def _pool_problems(pool: str, count: int, seed: int) -> tuple:
-    return tuple(sample_pool_problems("math", pool, count, seed, _draw_problem))
+def _pool_problems(pool: str, count: int, seed: int, kinds: str = "all") -> tuple:
+    return tuple(sample_pool_problems("math", pool, count, seed, _draw_problem, kinds=kinds))
 
 
-def math_questions(language: str, pool: str, count: int, seed: int) -> list[tuple[str, str, tuple[int, ...], str]]:
-    """(key, kind, numbers, question text) of `count` problems of `pool`, the question written in `language`.
+def math_questions(
+    language: str, pool: str, count: int, seed: int, kinds: str = "all"
+) -> list[tuple[str, str, tuple[int, ...], str]]:
+    """(key, kind, numbers, question text) of `count` problems of `pool` whose kind is in the split `kinds`
+    (tasks/builtin/pools.py KIND_SPLITS), the question written in `language`.
 
-    The same (pool, count, seed) gives the same problems in every language, translated.
+    The same (pool, count, seed, kinds) gives the same problems in every language, translated.
     """
-    check_request(language, pool, count)
+    check_request(language, pool, count, kinds)
     questions = []
-    for key, (kind, numbers) in _pool_problems(pool, count, seed):
+    for key, (kind, numbers) in _pool_problems(pool, count, seed, kinds):
         surface = _choose_surface(surface_rng("math", pool, seed, key))
         clauses = story_clauses(kind, numbers, surface["sells"])
         questions.append((key, kind, numbers, render_question(language, clauses, surface)))
@@ -198,14 +201,15 @@ def math_questions(language: str, pool: str, count: int, seed: int) -> list[tupl
 
 
 def math_examples(
-    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False
+    language: str, pool: str, count: int, seed: int, number_words: bool = False, english_gloss: bool = False,
+    kinds: str = "all",
 ) -> list[Example]:
-    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), with solutions;
-    with `number_words`, the question writes its numbers as words of the language (the solution keeps digits); with
-    `english_gloss`, the reply first restates the question in English (`GLOSS_MARK`), then solves it."""
+    """`count` math word problems in `language` from `pool` ("train", "dev", "test" or "adapter"), of the kinds in
+    `kinds`, with solutions; with `number_words`, the question writes its numbers as words of the language (the
+    solution keeps digits); with `english_gloss`, the reply first restates the question in English (`GLOSS_MARK`)."""
     examples = []
-    english = math_questions("en", pool, count, seed) if english_gloss else None
-    for index, (key, kind, numbers, question) in enumerate(math_questions(language, pool, count, seed)):
+    english = math_questions("en", pool, count, seed, kinds) if english_gloss else None
+    for index, (key, kind, numbers, question) in enumerate(math_questions(language, pool, count, seed, kinds)):
         solution, answer = worked_solution(kind, numbers)
         if number_words:
             question = spell_numbers(question, language)

@@ -23,6 +23,12 @@ POOL_SHARES = {"test": 0.15, "dev": 0.05, "train": 0.10, "adapter": 0.70}
 # composite cells small, as in LoRA-Flow (train 200, dev 50, test a few hundred per cell).
 POOL_CAPACITY = {"train": 1000, "dev": 1000, "test": 1000, "adapter": 20000}
 
+# Which problem kinds (math: the chain of operations; code: the function family) a call may draw: "all", or one side
+# of a fixed split of the kinds, for suites whose cells train on some kinds and are tested on the others. A kind is
+# held out when a hash of its name falls in one third of the hash space: fixed before any result, tuned to none.
+KIND_SPLITS = ("all", "held_out", "seen")
+HELD_OUT_ONE_IN = 3
+
 
 def stable_int(*parts: object) -> int:
     """A 64-bit integer from the parts' text, identical across runs and machines (unlike `hash`)."""
@@ -51,9 +57,19 @@ def check_language(language: str, valid: tuple[str, ...] = LANGUAGES) -> None:
         raise ValueError(f"unknown language '{language}'; valid: {', '.join(valid)}")
 
 
-def check_request(language: str, pool: str, count: int) -> None:
-    """Reject an unknown language or pool, or a count the pool cannot supply."""
+def in_kind_split(task: str, kind: str, kinds: str) -> bool:
+    """Whether problem `kind` of `task` belongs to the kind split `kinds` (see KIND_SPLITS)."""
+    if kinds == "all":
+        return True
+    held_out = stable_int("held-out kind", task, kind) % HELD_OUT_ONE_IN == 0
+    return held_out if kinds == "held_out" else not held_out
+
+
+def check_request(language: str, pool: str, count: int, kinds: str = "all") -> None:
+    """Reject an unknown language, pool or kind split, or a count the pool cannot supply."""
     check_language(language)
+    if kinds not in KIND_SPLITS:
+        raise ValueError(f"unknown kind split '{kinds}'; valid: {', '.join(KIND_SPLITS)}")
     if pool not in POOLS:
         raise ValueError(f"unknown pool '{pool}'; valid: {', '.join(POOLS)}")
     if not isinstance(count, int) or count < 0:
@@ -69,8 +85,10 @@ def sample_pool_problems(
     seed: int,
     draw: Callable[[random.Random], tuple[str, Hashable] | None],
     complete: Callable[[str, Hashable], Hashable | None] = lambda key, problem: problem,
+    kinds: str = "all",
 ) -> list[tuple[str, Hashable]]:
-    """Draw `count` problems with distinct keys owned by `pool`; `draw` proposes (key, problem) or None.
+    """Draw `count` problems with distinct keys owned by `pool`; `draw` proposes (key, problem) or None, a problem
+    being a tuple whose first item is its kind, which must lie in the kind split `kinds`.
 
     `complete` finishes an accepted proposal (work too slow to spend on other pools' keys) or rejects it with None.
     The stream depends on (task, pool, seed) only, not on the language, so every language gets the same problems.
@@ -87,7 +105,7 @@ def sample_pool_problems(
         if proposal is None:
             continue
         key, problem = proposal
-        if key in seen or pool_of(key) != pool:
+        if key in seen or pool_of(key) != pool or not in_kind_split(task, problem[0], kinds):
             continue
         seen.add(key)
         problem = complete(key, problem)

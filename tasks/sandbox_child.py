@@ -1,16 +1,18 @@
 """The child side of `tasks.sandbox`: run as `python -m tasks.sandbox_child` with its request as JSON on stdin.
 
-It caps its own resources, contains itself (`enter_private_root`, when the parent started it in fresh mount, pid and
-network namespaces as root), installs the Python guard, then runs in one of three modes: "run" executes a program;
-"serve" executes a solution, then answers calls to its functions over a pair of pipes; "check" executes a checker
-(trusted context and tests) whose named functions are proxies for the serving process's, so a completion's code never
-runs in the process that compares its results (see `tasks.plain_data`).
+It caps its own resources, contains itself (`enter_private_root`, when the parent started it in fresh mount, pid,
+network and IPC namespaces as root), installs the Python guard, then runs in one of three modes: "run" executes a
+program; "serve" executes a solution, then answers calls to its functions over a pair of pipes; "check" executes a
+checker (trusted context and tests) whose named functions are proxies for the serving process's, so a completion's
+code never runs in the process that compares its results (see `tasks.plain_data`).
 """
 
 from __future__ import annotations
 
+import _io
 import builtins
 import ctypes
+import importlib.util
 import io
 import json
 import linecache
@@ -18,15 +20,15 @@ import os
 import resource
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import traceback
 import types
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from tasks.plain_data import decode, encode
+from tasks.plain_data import decode, encode, read_message, write_message
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 # Ways to start, signal or re-parent processes, or to move out of the working directory the file guard relies on.
@@ -41,15 +43,14 @@ PATH_FUNCTIONS = (
     "symlink", "link", "chmod", "chown", "lchown", "mkfifo", "mknod", "utime", "setxattr", "removexattr",
 )  # fmt: skip
 BLOCKED_MODULES = ("resource", "psutil", "ipdb", "joblib", "tkinter")  # `resource` could lift the caps again
-# What the private root shows, read-only: the system's programs and libraries, and this interpreter's own paths.
+# What the private root shows, read-only: the system's programs and libraries, and this interpreter's import path
+# (the standard library: the parent starts it without `site`), with the site folders inside them emptied.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 DEVICES = ("null", "zero", "full", "random", "urandom")
 # mount(2) flags, from <sys/mount.h>.
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
-MESSAGE_HEADER = struct.Struct(">Q")
-MAX_MESSAGE_BYTES = 64 * 2**20
 
 
 def main() -> None:
@@ -60,8 +61,10 @@ def main() -> None:
     for entry in os.environ.pop("PYTHONPATH", "").split(os.pathsep):
         while entry in sys.path:
             sys.path.remove(entry)
+    shown = [path for package in request["packages"].values() for path in package["shown"]]
     if request["private_root"]:
-        enter_private_root(request["private_root"], os.getcwd(), request["uid"], request["tmpfs_mb"])
+        enter_private_root(request["private_root"], os.getcwd(), request["uid"], request["tmpfs_mb"],
+                           request["hidden"], shown)  # fmt: skip
     limits = request["limits"]
     # Limits are set here rather than in a `preexec_fn`, which may deadlock when the parent has threads (torch does).
     for limit, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_CPU, limits["cpu_s"]),
@@ -78,7 +81,9 @@ def main() -> None:
     sys.modules["__main__"], sys.argv = main_module, ["program.py"]
     namespace = main_module.__dict__
     calls = request.get("calls_fds")
-    install_guard(os.getcwd())
+    if request["packages"]:
+        sys.meta_path.append(AllowedPackages(request["packages"]))
+    install_guard(Reach(os.getcwd(), tuple(request["hidden"]), tuple(shown)))
     if mode == "check":
         run_source(request["context"], "context.py", namespace)
         for name in request["proxied"]:
@@ -114,13 +119,16 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
 
 
 def bind_read_only(path: str, new_root: str) -> None:
-    """Show `path` at the same place under `new_root`, read-only, without setuid bits or devices."""
+    """Show `path` (a folder or file) at the same place under `new_root`, read-only, without setuid bits or devices."""
     target = new_root + path
+    os.makedirs(os.path.dirname(target), exist_ok=True)
     if os.path.islink(path):  # /lib -> usr/lib on merged-/usr systems: the link, its target is bound on its own
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         os.symlink(os.readlink(path), target)
         return
-    os.makedirs(target, exist_ok=True)
+    if os.path.isdir(path):
+        os.makedirs(target, exist_ok=True)
+    else:
+        open(target, "a").close()
     mount(path, target, None, MS_BIND)
     mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
@@ -136,13 +144,25 @@ def readable_paths() -> list[str]:
     return kept
 
 
-def enter_private_root(new_root: str, workdir: str, uid: int, tmpfs_mb: int) -> None:
-    """Chroot into a fresh tmpfs holding read-only system paths, a few devices, this pid namespace's /proc and an
+def show_read_only(new_root: str, hidden: list[str], shown: list[str]) -> None:
+    """Bind the readable paths, empty each `hidden` folder they show (site folders inside the standard library's),
+    then bind the `shown` paths (allowed packages) even where they lie in a hidden folder."""
+    for path in readable_paths():
+        bind_read_only(path, new_root)
+    for path in hidden:
+        if os.path.isdir(new_root + path):  # root-owned and mode 555: only we can add the mount points below
+            mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=555")
+    for path in shown:
+        bind_read_only(path, new_root)
+
+
+def enter_private_root(new_root: str, workdir: str, uid: int, tmpfs_mb: int, hidden: list[str], shown: list[str]
+                       ) -> None:  # fmt: skip
+    """Chroot into a fresh tmpfs holding `show_read_only`'s paths, a few devices, this pid namespace's /proc and an
     empty, writable `workdir` (the same path as outside); everything else on the machine is absent."""
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here propagates back to the machine
     mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmpfs_mb}m,mode=755")
-    for path in readable_paths():
-        bind_read_only(path, new_root)
+    show_read_only(new_root, hidden, shown)
     os.makedirs(f"{new_root}/dev")
     for device in DEVICES:
         open(f"{new_root}/dev/{device}", "w").close()
@@ -166,34 +186,7 @@ def drop_privileges(uid: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Calls between the checker and the solution's process: length-prefixed `tasks.plain_data` messages over pipes.
-
-
-def write_message(fd: int, data: bytes) -> None:
-    """Send one message: its length, then its bytes."""
-    view = memoryview(MESSAGE_HEADER.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def read_exactly(fd: int, size: int) -> bytes | None:
-    """`size` bytes from `fd`, or None if it closes first."""
-    chunks, remaining = [], size
-    while remaining:
-        chunk = os.read(fd, min(remaining, 2**20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_message(fd: int) -> bytes | None:
-    """One message, or None if the other side closed its end (or sent more than MAX_MESSAGE_BYTES)."""
-    header = read_exactly(fd, MESSAGE_HEADER.size)
-    if header is None or MESSAGE_HEADER.unpack(header)[0] > MAX_MESSAGE_BYTES:
-        return None
-    return read_exactly(fd, MESSAGE_HEADER.unpack(header)[0])
+# Calls between the checker and the solution's process: `tasks.plain_data` messages over pipes.
 
 
 def serve_calls(namespace: dict, requests_fd: int, replies_fd: int) -> None:
@@ -261,8 +254,46 @@ def fail_check(reason: str) -> None:
 # The Python guard: clear errors for well-meaning code; containment proper is `enter_private_root`.
 
 
-def install_guard(root: str) -> None:
-    """Disable new processes, signals and sockets, and refuse file changes outside `root`, for code run afterwards."""
+class AllowedPackages:
+    """An importer for the allowed third-party packages (`tasks.sandbox.ALLOWED_PACKAGES`) alone: their site folders
+    are not on `sys.path`."""
+
+    def __init__(self, packages: dict[str, dict]) -> None:
+        self.packages = packages
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        package = self.packages.get(name)
+        if package is None:
+            return None
+        return importlib.util.spec_from_file_location(
+            name, package["origin"], submodule_search_locations=package["locations"]
+        )
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What guarded code may open: for writing, files inside `root`; for reading, anything but the `hidden` folders
+    (site and project folders), of which `root` and the allowed packages' `shown` paths are exempt."""
+
+    root: str
+    hidden: tuple[str, ...]
+    shown: tuple[str, ...]
+
+    def refuse_opening(self, path: str | bytes | os.PathLike, writing: bool, dir_fd: int | None = None) -> None:
+        """Raise PermissionError if guarded code may not open `path` (for writing if `writing`)."""
+        resolved = resolved_path(path, dir_fd)
+        if within(resolved, self.root):
+            return
+        if writing:
+            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
+        hidden = any(within(resolved, folder) for folder in self.hidden)
+        if hidden and not any(within(resolved, path) for path in self.shown):
+            raise PermissionError(f"sandbox: reading site or project folders is refused: {path!r}")
+
+
+def install_guard(reach: Reach) -> None:
+    """Disable new processes, signals and sockets, refuse file changes outside `reach.root` and opening hidden files
+    (imports too), for code run afterwards."""
     for name in PROCESS_FUNCTIONS:
         refuse(os, name)
     refuse(subprocess, "Popen")
@@ -270,11 +301,12 @@ def install_guard(root: str) -> None:
     refuse(socket, "fromfd")
     socket.socket = RefusedSocket
     for name in PATH_FUNCTIONS:
-        confine(os, name, root)
+        confine(os, name, reach.root)
     for name in ("rmtree", "move", "copytree", "chown"):
-        confine(shutil, name, root)
-    builtins.open = io.open = confined_open(builtins.open, root)
-    os.open = confined_os_open(os.open, root)
+        confine(shutil, name, reach.root)
+    builtins.open = io.open = confined_open(builtins.open, reach)
+    os.open = confined_os_open(os.open, reach)
+    io.open_code = _io.open_code = confined_open_code(_io.open_code, reach)  # what imports read source files with
     for name in BLOCKED_MODULES:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
 
@@ -297,13 +329,22 @@ def refuse(module: types.ModuleType, name: str) -> None:
     setattr(module, name, refused)
 
 
-def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
-    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
+def resolved_path(path: str | bytes | os.PathLike, dir_fd: int | None = None) -> str:
+    """`path` made absolute (relative to `dir_fd` if given) and resolved through symlinks."""
     path = os.fsdecode(path)
     if dir_fd is not None and not os.path.isabs(path):
         path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-    resolved = os.path.realpath(path)
-    return resolved == root or resolved.startswith(root.rstrip(os.sep) + os.sep)
+    return os.path.realpath(path)
+
+
+def within(resolved: str, folder: str) -> bool:
+    """Whether the resolved path `resolved` is `folder` or lies inside it."""
+    return resolved == folder or resolved.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
+    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
+    return within(resolved_path(path, dir_fd), root)
 
 
 def confine(module: types.ModuleType, name: str, root: str) -> None:
@@ -322,26 +363,35 @@ def confine(module: types.ModuleType, name: str, root: str) -> None:
     setattr(module, name, confined)
 
 
-def confined_open(original: Callable[..., Any], root: str) -> Callable[..., Any]:
-    """`open` that reads anywhere but writes only inside `root`."""
+def confined_open(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
+    """`open` that writes only inside `reach.root` and reads no hidden file."""
 
-    def open_writing_inside(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(file, int) and set(mode) & set("wax+") and not inside(root, file):
-            raise PermissionError(f"sandbox: writing outside the working directory is refused: {file!r}")
+    def open_within_reach(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, int):
+            reach.refuse_opening(file, writing=bool(set(mode) & set("wax+")))
         return original(file, mode, *args, **kwargs)
 
-    return open_writing_inside
+    return open_within_reach
 
 
-def confined_os_open(original: Callable[..., int], root: str) -> Callable[..., int]:
-    """`os.open` that opens for writing only inside `root`."""
+def confined_os_open(original: Callable[..., int], reach: Reach) -> Callable[..., int]:
+    """`os.open` that opens for writing only inside `reach.root`, and no hidden file at all."""
 
-    def os_open_writing_inside(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
-        if flags & WRITE_FLAGS and not inside(root, path, dir_fd):
-            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
+    def os_open_within_reach(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        reach.refuse_opening(path, writing=bool(flags & WRITE_FLAGS), dir_fd=dir_fd)
         return original(path, flags, *args, dir_fd=dir_fd, **kwargs)
 
-    return os_open_writing_inside
+    return os_open_within_reach
+
+
+def confined_open_code(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
+    """`io.open_code`, which imports read modules with, refusing hidden files."""
+
+    def open_code_within_reach(path: str) -> Any:
+        reach.refuse_opening(path, writing=False)
+        return original(path)
+
+    return open_code_within_reach
 
 
 if __name__ == "__main__":

@@ -252,6 +252,23 @@ def test_results_cross_as_exact_builtin_values(value, exact):
     assert score_code_completion(example, f"import collections\ndef value():\n    return {value}\n") is exact
 
 
+# Legitimate results that plain JSON text cannot carry as they are: ints past Python's 4300-digit limit on
+# int-to-string conversion, and strings holding lone surrogates (or a surrogate pair, which is two characters).
+AWKWARD_VALUES = {"7 ** 6000": ("7 ** 6000 + 1", "-(7 ** 6000)"), "'\\ud800'": ("'\\ud801'", "''"),
+                  "'a\\udfff\\ud800'": ("'a\\udfff'", "'a'"), "'\\ud83d\\ude00'": ("'\\U0001f600'",),
+                  "{7 ** 6000: ['\\ud800']}": ("{7 ** 6000: ['\\ud801']}", "{7 ** 6000 + 1: ['\\ud800']}")}  # fmt: skip
+
+
+@pytest.mark.parametrize("expected, others", AWKWARD_VALUES.items(), ids=AWKWARD_VALUES.keys())
+def test_huge_ints_and_lone_surrogates_compare_as_they_are(expected, others):
+    """They cross both ways (argument and result) and pass only when equal to the expected value."""
+    example = Example(id="mbpp/awkward", prompt="", target="", entry_point="value",
+                      test=f"assert value({expected}) == {expected}\n")  # fmt: skip
+    for returned, correct in [(expected, True)] + [(other, False) for other in others]:
+        completion = f"def value(x):\n    assert x == {expected}\n    return {returned}\n"
+        assert score_code_completion(example, completion, timeout_s=TIMEOUT_S) is correct, returned
+
+
 HUMANEVAL_SAMPLE = ("HumanEval/0", "HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/53", "HumanEval/160")
 
 

@@ -27,6 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.models import load_model
 from bench.real_suite import SMOLLM2_FILE, load_pretrained_base
+from bench.shipped_suite import shipped_directory
 from bench.storage import atomic_directory
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.tokenizer_training import train_tokenizer
@@ -226,18 +227,29 @@ def load_base_model(settings: BuiltinSettings, options: SuiteOptions):
 
 
 def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path, options: SuiteOptions | None = None) -> Path:
-    """The finished cache entry for `settings`, building it first when absent."""
+    """The finished entry for `settings`: the shipped one (bench/shipped_suite.py), else the cache's, built first
+    when absent."""
+    shipped = shipped_directory(settings.key())
+    if shipped is not None:
+        return shipped
     directory = Path(cache_dir) / f"builtin-{settings.key()}"
     if not (directory / "build.json").is_file():
         log.warning("building the built-in suite into %s (minutes on CPU; cached afterwards)", directory)
-        threads = torch.get_num_threads()
-        # A fixed thread count: float sums then run in one order on every run, so the same settings give the same bytes.
-        torch.set_num_threads(settings.build_threads)
-        try:
-            with atomic_directory(directory) as scratch:
-                build_cache_entry(settings, scratch, options or SuiteOptions(device="cpu"))
-        finally:
-            torch.set_num_threads(threads)
+        build_entry(settings, cache_dir, options)
+    return directory
+
+
+def build_entry(settings: BuiltinSettings, cache_dir: Path, options: SuiteOptions | None = None) -> Path:
+    """Build the entry for `settings` under `cache_dir` (atomically: it appears only once complete); return it."""
+    directory = Path(cache_dir) / f"builtin-{settings.key()}"
+    threads = torch.get_num_threads()
+    # A fixed thread count: float sums then run in one order on every run, so the same settings give the same bytes.
+    torch.set_num_threads(settings.build_threads)
+    try:
+        with atomic_directory(directory) as scratch:
+            build_cache_entry(settings, scratch, options or SuiteOptions(device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
     return directory
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from bench.cell_identity import changed_inputs
 from bench.storage import write_text_atomic
 
+from bench.paired_test import mcnemar_markdown
 from bench.paper_numbers import SOURCE as PAPER_SOURCE
 from bench.paper_numbers import SUITES_ON_THE_PAPERS_CELLS, paper_table, with_benchmark_names
 from tasks.registry import ALL_LANGUAGES
@@ -171,6 +172,8 @@ def write_report(out: Path) -> dict[str, Path]:
         if on_the_papers_cells and not (paper := paper_table(list(shown.index))).empty:
             paper = with_benchmark_names(paper)
             sections_md.append(f"The paper's numbers for these rows ({PAPER_SOURCE}):\n\n{paper.to_markdown()}\n")
+        if paired := mcnemar_markdown([r for r in records.values() if r["suite"] == suite]):
+            sections_md.append(paired)
         latex = shown.to_latex(escape=True).replace(" ± ", " $\\pm$ ")
         sections_tex.append(f"% suite: {suite}\n{latex}")
     write_text_atomic(paths["markdown"], "\n".join(sections_md))

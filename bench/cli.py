@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
@@ -24,8 +25,19 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState (LoraHub's search) takes seeds in [0
 log = logging.getLogger(__name__)
 
 
+class CommandLineError(ValueError):
+    """An argument argparse refuses, raised (instead of argparse's usage text and exit) to print as one `error:` line."""
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, whose refusals (`--limit abc`, an unknown option) go through `main`'s one-line `error:` form."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(f"{message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Compare ways of combining LoRA adapters on composite tasks.")
+    parser = OneLineErrorParser(description="Compare ways of combining LoRA adapters on composite tasks.")
     parser.add_argument("--methods", default="base,lora,average,lorahub,loraflow", help="comma list, a group (lora) or 'all'")
     parser.add_argument("--suite", default=DEFAULT_SUITE, help="a registered suite or a path to a suite.json")
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma list of tasks")
@@ -160,7 +172,11 @@ def run_and_report(arguments: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    try:
+        arguments = build_parser().parse_args(argv)
+    except CommandLineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.DEBUG if arguments.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
     if arguments.list:

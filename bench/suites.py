@@ -6,12 +6,13 @@ A suite is registered by name (`@register_suite("builtin")`) or given as a path 
      "zoo": "<zoo folder>", "max_new_tokens": {"math": 64}, "generation_batch_size": 16,
      "tasks": {"math": {"zh": {"train": "math_zh_train.jsonl", "dev": "...", "test": "...", "composite_train": "..."}}}}
 Relative paths are taken from the folder of suite.json. A test item whose id or prompt is also in the cell's train,
-dev or composite_train split is refused (leakage).
+dev or composite_train split is refused (leakage), and so is one its task could only score 0 (`TEST_ITEM_CHECKS`).
+A task's answer length (`max_new_tokens`, or the task's default) must leave room for a prompt in the model's context.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,8 +20,9 @@ from typing import Any, Callable
 from bench.models import load_model
 from bench.zoo import Zoo, adapter_hashes, load_zoo_adapters, read_zoo, zoo_training_data
 from methods.lora_adapter import LoraAdapter
-from tasks.examples import Example, leaked_ids, read_examples
+from tasks.examples import Example, leaked_ids, read_examples, read_json_file
 from tasks.registry import TASKS
+from tasks.scoring import code_item_problem, math_item_problem
 
 
 @dataclass
@@ -97,9 +99,21 @@ def load_suite(name_or_path: str, options: SuiteOptions) -> Suite:
     path = Path(name_or_path)
     if path.is_dir():
         path = path / "suite.json"
+        if not os.path.lexists(path):
+            raise ValueError(f"--suite {name_or_path}: the folder holds no suite.json")
     if path.is_file():
         return load_local_suite(path, options)
+    if os.path.lexists(path):  # there, but not a readable file: a symlink loop or to nothing, a folder named *.json
+        raise ValueError(f"--suite: {path}: {_unreadable_reason(path)}")
     raise ValueError(f"--suite: unknown suite '{name_or_path}'; valid: {', '.join(sorted(SUITES))} or a suite.json path")
+
+
+def _unreadable_reason(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    return "is not a file"
 
 
 def suite_display_name(name_or_path: str) -> str:
@@ -114,13 +128,12 @@ SUITE_FIELDS = (
     "base_model", "gguf_file", "base_model_id", "tokenizer", "zoo", "max_new_tokens", "generation_batch_size", "tasks",
 )  # fmt: skip
 SPLITS = ("train", "dev", "test", "composite_train")
+# Why a task's test item could only score 0 (or fail after generation), per task; None when it can be scored.
+TEST_ITEM_CHECKS = {"math": math_item_problem, "code": code_item_problem}
 
 
 def _read_suite_file(path: Path) -> dict:
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error.msg})") from None
+    spec = read_json_file(path)
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: must be a JSON object with fields 'base_model', 'zoo' and 'tasks'")
     for required in ("base_model", "zoo", "tasks"):
@@ -174,7 +187,7 @@ def _read_cell(path: Path, task: str, language: str, files: dict) -> CellData:
             if required:
                 raise ValueError(f"{path}: tasks.{task}.{language}: field '{name}' is missing")
             return []
-        examples = read_examples(path.parent / files[name])
+        examples = read_examples(path.parent / files[name], TEST_ITEM_CHECKS.get(task) if name == "test" else None)
         if required and not examples:
             raise ValueError(f"{path.parent / files[name]}: no examples ({task}/{language} {name} split)")
         return examples
@@ -203,6 +216,22 @@ def _load_base_model(path: Path, spec: dict, options: SuiteOptions):
     return load_model(model, spec.get("gguf_file"), options.device, options.dtype, tokenizer, hint)
 
 
+def _check_answer_lengths(path: Path, spec: dict, tasks: list[str], model) -> None:
+    """Refuse an answer length (suite.json's `max_new_tokens`, or the task's default) that leaves no room for a prompt
+    in the model's context (`max_position_embeddings`, where the model's config gives it)."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if not isinstance(context, int):
+        return
+    limits = spec.get("max_new_tokens", {})
+    for task in tasks:
+        tokens = limits.get(task, TASKS[task].max_new_tokens)
+        if tokens >= context:
+            what = f"max_new_tokens.{task} is {tokens}" if task in limits else (
+                f"tasks.{task}: the task's default answer length is {tokens} tokens (set max_new_tokens.{task})")
+            raise ValueError(f"{path}: {what}, but the model's context holds {context} tokens "
+                             f"(max_position_embeddings of {spec['base_model']}), the prompt included")  # fmt: skip
+
+
 def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
     """Load a suite described by a suite.json file."""
     spec = _read_suite_file(path)
@@ -216,6 +245,7 @@ def load_local_suite(path: Path, options: SuiteOptions) -> Suite:
     }
     training_data = zoo_training_data(zoo)
     model, tokenizer = _load_base_model(path, spec, options)
+    _check_answer_lengths(path, spec, list(spec["tasks"]), model)
     return Suite(
         name=suite_display_name(str(path)),
         location=str(path.resolve()),

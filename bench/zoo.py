@@ -19,7 +19,7 @@ import torch
 
 from bench.storage import file_sha256
 from methods.lora_adapter import AdapterError, LoraAdapter, check_adapter_fits, load_lora_adapter, weights_path
-from tasks.examples import Example, read_training_examples
+from tasks.examples import Example, read_json_file, read_training_examples
 
 log = logging.getLogger(__name__)
 MANIFEST_FILE = "zoo.json"
@@ -98,9 +98,9 @@ def read_zoo(directory: str | Path) -> Zoo:
     if not manifest.is_file():
         raise AdapterError(f"{manifest}: zoo manifest not found")
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise AdapterError(f"{manifest}: not valid JSON ({error.msg})") from None
+        data = read_json_file(manifest)
+    except ValueError as error:  # not UTF-8, not JSON or nested too deeply: the message names the file
+        raise AdapterError(str(error)) from None
     if not isinstance(data, dict):
         raise AdapterError(f"{manifest}: must be a JSON object with fields 'base_model' and 'adapters'")
     if not isinstance(data.get("base_model"), str):

@@ -6,7 +6,6 @@ Here an adapter is just those tensors per module, so every method can combine th
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -19,12 +18,17 @@ from peft import LoraConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tasks.examples import read_json_file
+
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLE_WEIGHTS_FILE = "adapter_model.bin"
 # peft 0.21's PeftModel.__init__ reads transformers 5's deprecated `is_gradient_checkpointing` on every wrap; the
 # FutureWarning is for peft's maintainers, nothing a user of this harness can change (methods import this module).
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# Published LoRAs scale by alpha / r of 0.5 to 4 (rsLoRA's alpha / sqrt(r) up to tens); far past that the update
+# swamps the base layer's output and every completion comes out empty or degenerate.
+MAX_SCALING = 1e4
 KEY_PATTERN = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<part>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -59,12 +63,36 @@ class LoraAdapter:
         return sum(m.A.numel() + m.B.numel() for m in self.modules.values())
 
 
-def _alpha_for(module_name: str, config: dict) -> float:
-    # PEFT's alpha_pattern keys match the end of a module path (peft.tuners.tuners_utils.get_pattern_key).
-    for pattern, alpha in (config.get("alpha_pattern") or {}).items():
+def _pattern_value(module_name: str, config: dict, pattern_field: str, field_name: str, default):
+    """(value, the field it came from): the module's entry in PEFT's `rank_pattern`/`alpha_pattern`, whose keys match
+    the end of a module path (peft.tuners.tuners_utils.get_pattern_key), else the config's `r`/`lora_alpha`."""
+    for pattern, value in (config.get(pattern_field) or {}).items():
         if re.match(rf"(.*\.)?({pattern})$", module_name):
-            return float(alpha)
-    return float(config.get("lora_alpha", 8))
+            return value, pattern_field
+    return config.get(field_name, default), field_name
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_config_fields(config_path: Path, name: str, config: dict) -> None:
+    """The fields the adapter's scaling and rank are read from: numbers, and patterns that are objects of numbers."""
+    where = f"adapter '{name}': {config_path} field"
+    if not _is_number(config.get("lora_alpha", 8)):
+        raise AdapterError(f"{where} 'lora_alpha' must be a number, not {config['lora_alpha']!r}")
+    rank = config.get("r")
+    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
+        raise AdapterError(f"{where} 'r' must be a positive integer, not {rank!r}")
+    for pattern_field in ("alpha_pattern", "rank_pattern"):
+        patterns = config.get(pattern_field) or {}
+        if not isinstance(patterns, dict) or not all(_is_number(value) for value in patterns.values()):
+            raise AdapterError(f"{where} '{pattern_field}' must be an object {{module pattern: number}}, not {patterns!r}")
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise AdapterError(f"{where} '{pattern_field}': {pattern!r} is not a regular expression ({error})") from None
 
 
 def _read_config(directory: Path, name: str) -> dict:
@@ -72,15 +100,13 @@ def _read_config(directory: Path, name: str) -> dict:
     if not config_path.is_file():
         raise AdapterError(f"adapter '{name}': {config_path} not found (not a PEFT adapter directory)")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise AdapterError(f"adapter '{name}': {config_path} is not valid JSON ({error.msg})") from None
+        config = read_json_file(config_path)
+    except ValueError as error:  # not UTF-8, not JSON or nested too deeply: the message names the file
+        raise AdapterError(f"adapter '{name}': {error}") from None
     if not isinstance(config, dict):
         kind = type(config).__name__
         raise AdapterError(f"adapter '{name}': {config_path} must be a JSON object (a PEFT LoraConfig), not a {kind}")
-    alpha = config.get("lora_alpha", 8)
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
-        raise AdapterError(f"adapter '{name}': {config_path} field 'lora_alpha' must be a number, not {alpha!r}")
+    _check_config_fields(config_path, name, config)
     if config.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"adapter '{name}': {config_path} field 'peft_type' is {config['peft_type']!r}, need 'LORA'")
     for unsupported in ("use_dora", "fan_in_fan_out"):
@@ -131,28 +157,53 @@ def load_lora_adapter(directory: str | Path, name: str | None = None, allow_pick
         parts.setdefault(match["module"], {})[match["part"]] = tensor.float()
     if not parts:
         raise AdapterError(f"adapter '{name}': {weights_path(directory)} holds no LoRA tensors")
-    modules = {}
-    for module_name, pair in sorted(parts.items()):
-        if set(pair) != {"A", "B"}:
-            raise AdapterError(f"adapter '{name}': module '{module_name}' lacks lora_{'A' if 'A' not in pair else 'B'}")
-        A, B = pair["A"], pair["B"]
-        if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
-            raise AdapterError(
-                f"adapter '{name}': module '{module_name}' has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}, "
-                "whose ranks do not match"
-            )
-        rank = A.shape[0]
-        if rank == 0:
-            raise AdapterError(f"adapter '{name}': module '{module_name}' has rank 0 (lora_A {tuple(A.shape)}), so no LoRA")
-        alpha = _alpha_for(module_name, config)
-        if alpha == 0:
-            raise AdapterError(
-                f"adapter '{name}': {directory / CONFIG_FILE} gives module '{module_name}' lora_alpha 0, "
-                "so its scaling alpha / r is 0 and the adapter changes nothing"
-            )
-        scaling = alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
-        modules[module_name] = LoraModule(A=A, B=B, scaling=scaling)
+    modules = {
+        module_name: _module_from_tensors(directory, name, module_name, pair, config)
+        for module_name, pair in sorted(parts.items())
+    }
     return LoraAdapter(name=name, modules=modules, base_model=config.get("base_model_name_or_path") or "", config=config)
+
+
+def _module_from_tensors(directory: Path, name: str, module_name: str, pair: dict, config: dict) -> LoraModule:
+    """One module's A and B with its scaling, checked against each other and against adapter_config.json."""
+    if set(pair) != {"A", "B"}:
+        raise AdapterError(f"adapter '{name}': module '{module_name}' lacks lora_{'A' if 'A' not in pair else 'B'}")
+    A, B = pair["A"], pair["B"]
+    if A.dim() != 2 or B.dim() != 2 or A.shape[0] != B.shape[1]:
+        raise AdapterError(
+            f"adapter '{name}': module '{module_name}' has lora_A {tuple(A.shape)} and lora_B {tuple(B.shape)}, "
+            "whose ranks do not match"
+        )
+    rank = A.shape[0]
+    if rank == 0:
+        raise AdapterError(f"adapter '{name}': module '{module_name}' has rank 0 (lora_A {tuple(A.shape)}), so no LoRA")
+    config_path = directory / CONFIG_FILE
+    config_rank, rank_field = _pattern_value(module_name, config, "rank_pattern", "r", None)
+    if config_rank is not None and config_rank != rank:
+        raise AdapterError(
+            f"adapter '{name}': {config_path} field '{rank_field}' is {config_rank}, but module '{module_name}' has "
+            f"rank {rank} (lora_A {tuple(A.shape)}); the config must give the rank of the tensors it comes with"
+        )
+    return LoraModule(A=A, B=B, scaling=_module_scaling(config_path, name, module_name, config, rank))
+
+
+def _module_scaling(config_path: Path, name: str, module_name: str, config: dict, rank: int) -> float:
+    """alpha / r (rsLoRA: alpha / sqrt(r)), refused when 0, not finite or beyond `MAX_SCALING`."""
+    alpha, alpha_field = _pattern_value(module_name, config, "alpha_pattern", "lora_alpha", 8)
+    if alpha == 0:
+        raise AdapterError(
+            f"adapter '{name}': {config_path} gives module '{module_name}' lora_alpha 0, "
+            "so its scaling alpha / r is 0 and the adapter changes nothing"
+        )
+    rslora = bool(config.get("use_rslora"))
+    scaling = alpha / math.sqrt(rank) if rslora else alpha / rank
+    if not math.isfinite(scaling) or abs(scaling) > MAX_SCALING:
+        formula = f"{alpha} / sqrt({rank})" if rslora else f"{alpha} / {rank}"
+        raise AdapterError(
+            f"adapter '{name}': {config_path} field '{alpha_field}' {alpha} gives module '{module_name}' the scaling "
+            f"{formula} = {scaling:g}; a finite scaling of at most {MAX_SCALING:g} is expected"
+        )
+    return float(scaling)
 
 
 def check_adapter_fits(adapter: LoraAdapter, model: torch.nn.Module, base_model_id: str | None = None) -> None:

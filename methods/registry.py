@@ -154,11 +154,14 @@ def make_config(method: type, overrides: dict[str, str]) -> Any:
 
 
 def _cast_option(option: str, text: str, kind: Any) -> Any:
-    """`text` as a value of the field's type; NaN and infinity are refused (no option means them)."""
+    """`text` as a value of the field's type; NaN, infinity and an empty list are refused (no option means them:
+    a list option left out keeps its default)."""
     try:
         value = _parse_option_text(text, kind)
     except ValueError:
         raise ValueError(f"--set {option}={text}: not a valid {getattr(kind, '__name__', kind)}") from None
+    if isinstance(value, (tuple, list)) and not value:
+        raise ValueError(f"--set {option}={text}: an empty list; give its values separated by ':' or leave it out")
     items = value if isinstance(value, (tuple, list)) else (value,)
     if any(isinstance(item, float) and not math.isfinite(item) for item in items):
         raise ValueError(f"--set {option}={text}: not a finite number (NaN and infinity are refused)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -34,19 +36,52 @@ class Example:
 EXAMPLE_FIELDS = tuple(field.name for field in dataclasses.fields(Example))
 
 
+def decode_utf8(data: bytes, path: Path) -> str:
+    """`data` as UTF-8 text; a ValueError naming the file, line and column of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise ValueError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[error.start]:02x} at column {column}); save the file as UTF-8"
+        ) from None
+
+
+def parse_json(text: str, where: str) -> object:
+    """`json.loads(text)`; a ValueError naming `where` when it is not JSON or is nested too deeply to read."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg})") from None
+    except RecursionError:  # json's decoder recurses once per level: "[[[[..." past the recursion limit
+        raise ValueError(f"{where}: nested too deeply to read (more than {sys.getrecursionlimit()} levels)") from None
+
+
+def read_json_file(path: Path) -> object:
+    """The value in a JSON file; a ValueError naming the file when it is not UTF-8, not JSON or nested too deeply."""
+    return parse_json(decode_utf8(Path(path).read_bytes(), path), str(path))
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file (gzip if it ends in .gz), with errors naming the file."""
+    if path.suffix != ".gz":
+        return decode_utf8(path.read_bytes(), path)
+    try:
+        with gzip.open(path, "rb") as handle:
+            return decode_utf8(handle.read(), path)
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError; a cut-off file ends in EOFError
+        raise ValueError(f"{path}: not a readable gzip file ({error})") from None
+
+
 def read_jsonl_records(path: Path) -> list[tuple[int, dict]]:
     """(line number, object) for every non-blank line of a JSONL file (gzip if it ends in .gz)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
     records = []
-    for line_number, line in enumerate(lines, start=1):
+    # Lines end at "\n" only: str.splitlines would also cut at U+2028 and other separators inside JSON strings.
+    for line_number, line in enumerate(read_text_file(path).split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+        record = parse_json(line, f"{path}:{line_number}")
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{line_number}: expected a JSON object")
         records.append((line_number, record))
@@ -60,15 +95,27 @@ def _example_from_record(path: Path, line_number: int, record: dict) -> Example:
     unknown = set(record) - set(EXAMPLE_FIELDS)
     if unknown:
         raise ValueError(f"{path}:{line_number}: unknown field(s) {sorted(unknown)}")
+    for field in ("answer", "test", "entry_point"):
+        if not isinstance(record.get(field, ""), str):
+            raise ValueError(f"{path}:{line_number}: field '{field}' must be a string, not {record[field]!r}")
+    if not isinstance(record.get("code_context"), (str, type(None))):
+        raise ValueError(f"{path}:{line_number}: field 'code_context' must be a string or null")
     return Example(**record)
 
 
-def read_examples(path: Path) -> list[Example]:
-    """Read a JSONL file of examples, naming the file, line and field at fault on bad input."""
+def read_examples(path: Path, check: Callable[[Example], str | None] | None = None) -> list[Example]:
+    """Read a JSONL file of examples, naming the file, line and field at fault on bad input; `check` returns why an
+    example cannot be used (naming its field), or None."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: task data file not found")
-    examples = [_example_from_record(path, line_number, record) for line_number, record in read_jsonl_records(path)]
+    examples = []
+    for line_number, record in read_jsonl_records(path):
+        example = _example_from_record(path, line_number, record)
+        problem = check(example) if check else None
+        if problem:
+            raise ValueError(f"{path}:{line_number}: {problem}")
+        examples.append(example)
     duplicates = sorted(identifier for identifier, count in Counter(e.id for e in examples).items() if count > 1)
     if duplicates:
         raise ValueError(f"{path}: duplicate example id(s) {duplicates[:5]}")

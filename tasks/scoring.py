@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import keyword
 import re
 import unicodedata
 from decimal import Decimal
@@ -35,6 +37,9 @@ NUMBER_BY_LANGUAGE = {"es": COMMA_DECIMAL_NUMBER, "ru": COMMA_DECIMAL_NUMBER}
 USAGE_SECTION = re.compile(r"^(?:if __name__\s*==|# Example usage)", flags=re.MULTILINE)
 # A Markdown code fence: its language tag, then the code up to the closing fence (or the end of a cut-off reply).
 FENCED_CODE = re.compile(r"```[\w+-]*[^\S\n]*\n(?P<code>.*?)(?:^[^\S\n]*```|\Z)", flags=re.DOTALL | re.MULTILINE)
+# A HumanEval test: a top-level `check(candidate)` the checker calls with the entry point; other tests (MBPP asserts)
+# run as they are.
+CHECK_FUNCTION = re.compile(r"^def check\s*\(", flags=re.MULTILINE)
 
 
 def ascii_digits(text: str) -> str:
@@ -130,7 +135,7 @@ def checker_context(example: Example) -> str:
 def checker_tests(example: Example) -> str:
     """The example's tests, then `check(<entry_point>)` if they define a HumanEval `check(candidate)`."""
     tests = example.test
-    if re.search(r"^def check\s*\(", tests, flags=re.MULTILINE):  # HumanEval style; MBPP asserts run as they are
+    if CHECK_FUNCTION.search(tests):
         if not example.entry_point:
             raise ValueError(f"example {example.id!r}: a check(candidate) test needs an entry_point")
         tests += f"\n\ncheck({example.entry_point})\n"
@@ -145,3 +150,58 @@ def score_code_completion(example: Example, completion: str, timeout_s: float = 
     tests = checker_tests(example)
     proxied = (example.entry_point,) if example.entry_point else ()
     return run_checked(solution, checker_context(example), tests, proxied, timeout_s=timeout_s).passed
+
+
+def math_item_problem(example: Example) -> str | None:
+    """Why a math test item cannot be scored (its `answer` holds no number, read as `score_math_answer` reads it)."""
+    if not example.answer.strip():
+        return "field 'answer' is missing or empty (a math test item is scored against its final number)"
+    if extract_final_number(example.answer) is None:
+        return f"field 'answer' is {example.answer!r}, which holds no number (a math test item is scored against it)"
+    return None
+
+
+def defines_name(code: str, name: str) -> bool:
+    """Whether `code` (or `code` closed with `pass`, for a prompt ending in a bare signature) defines `name` at top
+    level: a def, a class or an assignment."""
+    for source in (code, f"{code}    pass\n"):
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            continue
+        defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        assigned = [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+                    if isinstance(target, ast.Name)]  # fmt: skip
+        return name in defined + assigned
+    return False
+
+
+def runnable_tests_problem(test: str) -> str | None:
+    """Why an item's `test` field cannot run: missing, or not Python."""
+    if not test.strip():
+        return "field 'test' is missing or empty (a code test item is scored by running its tests)"
+    try:
+        compile(test, "test", "exec")
+    except SyntaxError as error:
+        return f"field 'test' is not valid Python ({error.msg}, line {error.lineno} of the test)"
+    except ValueError as error:  # null bytes
+        return f"field 'test' is not valid Python ({error})"
+    return None
+
+
+def code_item_problem(example: Example) -> str | None:
+    """Why a code test item could only score 0: tests that are missing or not Python, no entry point, an entry point
+    that neither the prompt (or `code_context`) nor the reference `target` defines, or asserts that never call it."""
+    entry_point = example.entry_point
+    if problem := runnable_tests_problem(example.test):
+        return problem
+    if not entry_point:
+        return "field 'entry_point' is missing (the name of the function the tests call)"
+    if not entry_point.isidentifier() or keyword.iskeyword(entry_point):
+        return f"field 'entry_point' is {entry_point!r}, not a Python name"
+    if not defines_name(code_solution(example, example.target), entry_point):
+        context = "prompt" if example.code_context is None else "code_context"
+        return f"field 'entry_point' is {entry_point!r}, but neither field '{context}' nor field 'target' defines it"
+    if not CHECK_FUNCTION.search(example.test) and not re.search(rf"\b{re.escape(entry_point)}\s*\(", example.test):
+        return f"field 'test' never calls the entry point {entry_point!r} (asserts without `def check` must call it)"
+    return None

@@ -86,6 +86,37 @@ def leak_into_the_test_file(suite: Path, split: str, field: str) -> None:
     first_line_of(suite / DATA, json.dumps({**test_item, field: leaked[field]}))
 
 
+GOOD_CODE_ITEM = {"id": "code-0", "prompt": "def add(a, b):\n", "target": "    return a + b\n",
+                  "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n", "entry_point": "add"}  # fmt: skip
+MBPP_ITEM = {"id": "code-1", "prompt": '"""Add two numbers."""\n', "target": "def add(a, b):\n    return a + b\n",
+             "test": "assert add(1, 2) == 3", "entry_point": "add"}  # fmt: skip
+
+
+def code_cell_with(**second_item):
+    """A corruption: a code/zh cell in suite.json whose second test item (line 2) is `second_item` over a good one."""
+
+    def corrupt(suite: Path) -> None:
+        base = MBPP_ITEM if "test" in second_item and "check" not in second_item["test"] else GOOD_CODE_ITEM
+        items = {"train": [{"id": "t0", "prompt": "def one():\n", "target": "    return 1\n"}],
+                 "dev": [{"id": "d0", "prompt": "def two():\n", "target": "    return 2\n"}],
+                 "test": [GOOD_CODE_ITEM, {**base, "id": "code-1", **second_item}]}  # fmt: skip
+        for split, records in items.items():
+            (suite / f"data/code_zh_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        files = {split: f"data/code_zh_{split}.jsonl" for split in items}
+        edit_json(suite / "suite.json", lambda spec: spec["tasks"].update(code={"zh": files}))
+
+    return corrupt
+
+
+def symlink_loop(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
 DATA = "data/math_zh_test.jsonl"
 CASES = {
     "adapter for another base model": (adapter_for_another_base, [], "was trained for base model 'other/model', not 'tiny-random-llama'; if they are the same model, set `base_model_id` in suite.json"),
@@ -139,6 +170,36 @@ CASES = {
     "seed beyond numpy's range": (lambda s: None, ["--seeds", "0,4294967296"], "seed 4294967296 is outside"),
     "a present cell, then one the suite lacks": (lambda s: None, ["--langs", "zh,ru"], "has no cell math/ru"),
     "wrong number of merge weights beside another method": (lambda s: None, ["--methods", "base,cat", "--set", "cat.weights=1:0:0"], "got 3 weights for 2 adapters"),
+    # Code and math items that could only score 0 (or fail after generation) are refused when the suite loads.
+    "MBPP asserts without an entry_point": (code_cell_with(test="assert add(1, 2) == 3", entry_point=""), [], "code_zh_test.jsonl:2: field 'entry_point' is missing"),
+    "check() test without an entry_point": (code_cell_with(entry_point=""), [], "code_zh_test.jsonl:2: field 'entry_point' is missing"),
+    "entry_point the prompt does not define": (code_cell_with(entry_point="plus"), [], "code_zh_test.jsonl:2: field 'entry_point' is 'plus', but"),
+    "MBPP asserts that never call the entry_point": (code_cell_with(test="assert plus(1, 2) == 3"), [], "code_zh_test.jsonl:2: field 'test' never calls"),
+    "test with a syntax error": (code_cell_with(test="def check(candidate):\n    assert candidate(1, 2) == = 3\n"), [], "code_zh_test.jsonl:2: field 'test' is not valid Python"),
+    "code test item without a test": (code_cell_with(test=""), [], "code_zh_test.jsonl:2: field 'test' is missing or empty"),
+    "entry_point that is not a name": (code_cell_with(entry_point="add(1)"), [], "code_zh_test.jsonl:2: field 'entry_point' is 'add(1)', not a Python name"),
+    "math test answer without a number": (lambda s: first_line_of(s / DATA, '{"id": "a", "prompt": "Q?", "target": "x", "answer": "many"}'), [], "math_zh_test.jsonl:1: field 'answer' is 'many', which holds no number"),
+    "answer that is not a string": (lambda s: first_line_of(s / DATA, '{"id": "a", "prompt": "Q?", "target": "x", "answer": 7}'), [], "math_zh_test.jsonl:1: field 'answer' must be a string, not 7"),
+    # Nonsense settings.
+    "max_new_tokens beyond the model's context": (lambda s: edit_json(s / "suite.json", lambda j: j["max_new_tokens"].update(math=10**9)), [], "max_new_tokens.math is 1000000000, but the model's context holds 256 tokens"),
+    "code task's default answer length beyond the model's context": (code_cell_with(), [], "tasks.code: the task's default answer length is 384 tokens (set max_new_tokens.code), but the model's context holds 256"),
+    "empty list for average weights": (lambda s: None, ["--set", "average.weights="], "--set average.weights=: an empty list"),
+    "absurd lora_alpha": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(lora_alpha=1e30)), [], "adapter_config.json field 'lora_alpha' 1e+30 gives module"),
+    "NaN lora_alpha": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(lora_alpha=float("nan"))), [], "adapter_config.json field 'lora_alpha' nan gives module"),
+    "absurd alpha_pattern": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(alpha_pattern={"q_proj": 1e9})), [], "adapter_config.json field 'alpha_pattern' 1000000000.0 gives module"),
+    "config rank that disagrees with the tensors": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(r=2)), [], "adapter_config.json field 'r' is 2, but module 'model.layers.0.mlp.down_proj' has rank 4"),
+    "rank_pattern that disagrees with the tensors": (lambda s: edit_json(s / "zoo/language_zh/adapter_config.json", lambda c: c.update(rank_pattern={"v_proj": 8})), [], "field 'rank_pattern' is 8, but module 'model.layers.0.self_attn.v_proj' has rank 4"),
+    # Messages that name the file or option.
+    "non-UTF-8 data file": (lambda s: (s / DATA).write_bytes(b'{"id": "a"}\n{"id": "\xff"}\n'), [], "math_zh_test.jsonl:2: not UTF-8 (byte 0xff at column 9)"),
+    "non-UTF-8 suite.json": (lambda s: (s / "suite.json").write_bytes(b'{"zoo": "\xfe"}'), [], "suite.json:1: not UTF-8"),
+    "non-UTF-8 zoo.json": (lambda s: (s / "zoo/zoo.json").write_bytes(b'\x80'), [], "zoo.json:1: not UTF-8"),
+    "non-UTF-8 adapter_config.json": (lambda s: (s / "zoo/language_zh/adapter_config.json").write_bytes(b'\xc3('), [], "adapter_config.json:1: not UTF-8"),
+    "suite.json nested 100000 deep": (lambda s: (s / "suite.json").write_text(nested(100000)), [], "suite.json: nested too deeply"),
+    "data line nested 100000 deep": (lambda s: first_line_of(s / DATA, nested(100000)), [], "math_zh_test.jsonl:1: nested too deeply"),
+    "zoo.json nested 100000 deep": (lambda s: (s / "zoo/zoo.json").write_text(nested(100000)), [], "zoo.json: nested too deeply"),
+    "suite.json symlink loop": (lambda s: symlink_loop(s / "suite.json"), [], "suite.json: cannot be read (Too many levels of symbolic links)"),
+    "--limit that is not a number": (lambda s: None, ["--limit", "abc"], "argument --limit: invalid int value: 'abc'"),
+    "unknown option": (lambda s: None, ["--limt", "3"], "unrecognized arguments: --limt 3"),
 }
 
 

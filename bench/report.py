@@ -1,4 +1,4 @@
-"""Tables from cell files alone (no model needed): results.csv, table.md and table.tex.
+"""Tables from cell files alone (no model needed): results.csv, table.md, table.tex and cost.md (seconds per cell).
 
 The table has the LoRA-Flow main-table layout: one row per method; one column per (task, language) cell, then the
 per-task averages and the overall average; mean over seeds, with the half-width of a 95% t-interval when there are
@@ -147,6 +147,17 @@ def display_table(summary: pd.DataFrame, with_ci: bool) -> pd.DataFrame:
     return shown
 
 
+def cost_table(records: list[dict]) -> pd.DataFrame:
+    """Seconds a cell took per row (mean over its cells and seeds): fit, generate, score, and the cell count."""
+    rows = [{"suite": r["suite"], "method": r["method"], **{step: r.get("timings", {}).get(step, math.nan)
+             for step in ("fit", "generate", "score")}} for r in records]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["suite", "method", "fit", "generate", "score"])
+    table = frame.groupby(["suite", "method"]).agg(cells=("fit", "size"), fit=("fit", "mean"),
+                                                   generate=("generate", "mean"), score=("score", "mean"))  # fmt: skip
+    table["total"] = table[["fit", "generate", "score"]].sum(axis=1)
+    return table.round(1).reset_index()
+
+
 def write_report(out: Path) -> dict[str, Path]:
     """Write results.csv, table.md and table.tex under `out`; return their paths."""
     out = Path(out)
@@ -157,7 +168,7 @@ def write_report(out: Path) -> dict[str, Path]:
     if cells.empty:
         raise ValueError(f"{out / 'cells'}: no finished cells to report")
     cells = cells.sort_values(["suite", "method", "task", "language", "seed"]).reset_index(drop=True)
-    paths = {"csv": out / "results.csv", "markdown": out / "table.md", "latex": out / "table.tex"}
+    paths = {"csv": out / "results.csv", "markdown": out / "table.md", "latex": out / "table.tex", "cost": out / "cost.md"}
     write_text_atomic(paths["csv"], cells.to_csv(index=False, float_format="%.2f"))
     sections_md, sections_tex = [], []
     for suite, suite_cells in cells.groupby("suite"):
@@ -178,4 +189,6 @@ def write_report(out: Path) -> dict[str, Path]:
         sections_tex.append(f"% suite: {suite}\n{latex}")
     write_text_atomic(paths["markdown"], "\n".join(sections_md))
     write_text_atomic(paths["latex"], "\n".join(sections_tex))
+    cost = cost_table(list(records.values())).to_markdown(index=False)
+    write_text_atomic(paths["cost"], f"Seconds per cell (mean over the cells and seeds computed):\n\n{cost}\n")
     return paths

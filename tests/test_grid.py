@@ -31,6 +31,8 @@ def test_grid_writes_cells_and_tables(tiny_suite, tmp_path):
     table = (out / "table.md").read_text()
     assert "math zh" in table and "skill_lora" in table
     assert (out / "table.tex").read_text().count("\\\\") >= 5
+    cost = (out / "cost.md").read_text()
+    assert all(f"| {tiny_suite.name} | {row} " in cost for row in ("base", "average", "skill_lora"))
     csv = pd.read_csv(out / "results.csv")
     assert {"method", "suite", "task", "language", "seed", "metric", "score", "n"} <= set(csv.columns)
 

@@ -28,7 +28,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from bench.models import load_model
 from bench.real_suite import SMOLLM2_FILE, load_pretrained_base
 from bench.shipped_suite import shipped_directory
-from bench.storage import atomic_directory
+from bench.storage import atomic_directory, build_once
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.tokenizer_training import train_tokenizer
 from bench.zoo import ZooEntry, load_zoo_adapters, read_zoo
@@ -233,10 +233,12 @@ def ensure_cache_entry(settings: BuiltinSettings, cache_dir: Path, options: Suit
     if shipped is not None:
         return shipped
     directory = Path(cache_dir) / f"builtin-{settings.key()}"
-    if not (directory / "build.json").is_file():
+
+    def build() -> None:
         log.warning("building the built-in suite into %s (minutes on CPU; cached afterwards)", directory)
         build_entry(settings, cache_dir, options)
-    return directory
+
+    return build_once(directory, "build.json", build)
 
 
 def build_entry(settings: BuiltinSettings, cache_dir: Path, options: SuiteOptions | None = None) -> Path:

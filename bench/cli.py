@@ -14,7 +14,9 @@ from typing import NoReturn
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
 from bench.figures import draw_all_figures
-from bench.grid import CellFailure, GridSpec, is_first_process, run_grid
+from bench.claims import CLAIM_TIMEOUT_SECONDS
+from bench.grid import CellFailure, GridOutcome, GridSpec, is_first_process, run_grid
+from bench.launcher import LAUNCHERS, LauncherSettings, launch_shards
 from bench.report import read_cells, write_report
 from bench.suites import SUITES, SuiteOptions
 from methods.registry import load_all_methods, resolve_method_names
@@ -22,6 +24,8 @@ from tasks.registry import ALL_LANGUAGES, COMPOSITE_LANGUAGES, TASKS, resolve_na
 
 DEFAULT_SUITE = "builtin"
 MAX_SEED = 2**32 - 1  # numpy's RandomState (LoraHub's search) takes seeds in [0, 2**32)
+# The launcher's options (argparse names = LauncherSettings fields) and the smallest value each takes
+LAUNCHER_OPTIONS = {"jobs": 1, "retries": 0, "slurm_partition": None, "slurm_time": 1, "slurm_gpus_per_task": 0}
 log = logging.getLogger(__name__)
 
 
@@ -58,7 +62,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list methods, suites and tasks, then exit")
     parser.add_argument("--report-only", action="store_true", help="rewrite the tables from existing cells")
     parser.add_argument("--debug", action="store_true", help="log at DEBUG and print the traceback of any error")
+    add_scaling_options(parser)
     return parser
+
+
+def add_scaling_options(parser: argparse.ArgumentParser) -> None:
+    """Options for spreading one grid over several runs or jobs that share --out (README, "Scaling out")."""
+    group = parser.add_argument_group("scaling out")
+    group.add_argument("--shard", metavar="I/N", help="run only the I-th of N slices of the cells (I from 0)")
+    group.add_argument("--claim-timeout", type=float, default=CLAIM_TIMEOUT_SECONDS, metavar="SECONDS",
+                       help="a cell's claim without a heartbeat for this long is taken over (default: %(default)s)")
+    group.add_argument("--launcher", choices=LAUNCHERS, help="submit --jobs jobs, one per shard, then write the report")
+    group.add_argument("--jobs", type=int, help=f"jobs (= shards) for --launcher (default: {LauncherSettings.jobs})")
+    group.add_argument("--retries", type=int, help=f"times --launcher submits again a job that died "
+                       f"(default: {LauncherSettings.retries})")  # fmt: skip
+    group.add_argument("--slurm-partition", help="SLURM partition of the jobs (--launcher slurm)")
+    group.add_argument("--slurm-time", type=int, metavar="MINUTES",
+                       help=f"SLURM time limit per job (default: {LauncherSettings.slurm_time})")
+    group.add_argument("--slurm-gpus-per-task", type=int, help="GPUs per SLURM job")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """`--shard 1/4` -> (1, 4); None without --shard."""
+    if text is None:
+        return None
+    index, slash, count = text.partition("/")
+    if not (slash and index.strip().isdigit() and count.strip().isdigit() and int(index) < int(count)):
+        raise ValueError(f"--shard {text}: expected I/N with 0 <= I < N, e.g. 0/4")
+    return int(index), int(count)
+
+
+def launcher_settings(arguments: argparse.Namespace) -> LauncherSettings | None:
+    """The launcher's settings (None without --launcher); each option checked, naming it, before anything is run."""
+    given = {name: getattr(arguments, name) for name in LAUNCHER_OPTIONS if getattr(arguments, name) is not None}
+    for name, value in given.items():
+        option, slurm_only = "--" + name.replace("_", "-"), name.startswith("slurm_")
+        if arguments.launcher is None or (slurm_only and arguments.launcher != "slurm"):
+            raise ValueError(f"{option}: only with --launcher {'slurm' if slurm_only else 'local or slurm'}")
+        if (least := LAUNCHER_OPTIONS[name]) is not None and value < least:
+            raise ValueError(f"{option} {value}: must be at least {least}")
+    if arguments.launcher is None:
+        return None
+    if arguments.shard is not None:
+        raise ValueError(f"--shard {arguments.shard}: --launcher gives each job its own shard; leave --shard out")
+    return LauncherSettings(kind=arguments.launcher, **given)
 
 
 def parse_method_options(settings: list[str], methods: list[str]) -> dict[str, dict[str, str]]:
@@ -104,6 +151,8 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
             raise ValueError(f"{option} {value}: must be at least 1")
     if arguments.out.exists() and not arguments.out.is_dir():
         raise ValueError(f"--out {arguments.out}: exists and is not a folder")
+    if not arguments.claim_timeout > 0:
+        raise ValueError(f"--claim-timeout {arguments.claim_timeout}: must be more than 0 seconds")
     return GridSpec(
         suite=arguments.suite,
         methods=methods,
@@ -115,6 +164,8 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
         generation_batch_size=arguments.batch_size,
         force=arguments.force,
         method_options=parse_method_options(arguments.set, methods),
+        shard=parse_shard(arguments.shard),
+        claim_timeout=arguments.claim_timeout,
         suite_options=SuiteOptions(
             cache_dir=arguments.cache_dir, device=arguments.device, dtype=arguments.dtype, allow_pickle=arguments.allow_pickle,
             data_dir=arguments.data_dir, checkpoints_dir=arguments.checkpoints,
@@ -150,25 +201,75 @@ def print_failures(failures: list[CellFailure], debug: bool) -> None:
             print(failure.traceback, file=sys.stderr)
 
 
+def print_claims(outcome: GridOutcome) -> None:
+    """Say which cells were left to other runs that hold them, and which claims of dead runs were taken over."""
+    for cell in outcome.left:
+        print(f"note: {cell} was left to the run that holds it; rerun the same command once it has finished")
+    for claim in outcome.taken_over:
+        print(f"note: {claim}")
+
+
+def run_here(arguments: argparse.Namespace) -> tuple[GridSpec, GridOutcome]:
+    """Run the grid (or its --shard slice) in this process and say what it did."""
+    started = time.perf_counter()
+    spec = spec_from_arguments(arguments)
+    launcher_settings(arguments)  # refuses launcher-only options given without --launcher
+    outcome = run_grid(spec)
+    if is_first_process():
+        what = "grid" if spec.shard is None else f"shard {spec.shard[0]}/{spec.shard[1]}"
+        print(f"{what} finished in {time.perf_counter() - started:.1f} s: {len(outcome.computed)} cell(s) computed "
+              f"({timing_breakdown(outcome.computed)})")  # fmt: skip
+        print_claims(outcome)
+    return spec, outcome
+
+
+def run_jobs(arguments: argparse.Namespace) -> tuple[list[CellFailure], list[str]]:
+    """Run the grid as one job per shard (--launcher) and say what each did; return the cells that did not run and
+    the shards whose jobs did not finish."""
+    started = time.perf_counter()
+    spec, settings = spec_from_arguments(arguments), launcher_settings(arguments)
+    results = launch_shards(spec, settings)
+    print(f"{len(results)} {settings.kind} job(s) finished in {time.perf_counter() - started:.1f} s")
+    for result in results:
+        print(result.describe())
+        print_claims(result.outcome)
+    failures = [failure for result in results for failure in result.outcome.failures]
+    return failures, [result.describe() for result in results if result.error]
+
+
+def write_and_print_report(out: Path) -> None:
+    paths = write_report(out)
+    figures = draw_all_figures(out)
+    print(paths["markdown"].read_text(encoding="utf-8"))
+    written = ", ".join(str(path) for path in paths.values())
+    print(f"wrote {written} and {len(figures)} plots under {out / 'plots'}")
+
+
 def run_and_report(arguments: argparse.Namespace) -> int:
-    """Run the grid (unless --report-only), then write the report from every finished cell; 2 if a cell did not run."""
+    """Run the grid (unless --report-only; as jobs with --launcher), then write the report from every finished cell;
+    2 if a cell or a job did not run. A run of one --shard leaves the report to `--report-only` after the last."""
     failures: list[CellFailure] = []
-    if not arguments.report_only:
-        started = time.perf_counter()
-        outcome = run_grid(spec_from_arguments(arguments))
-        if not is_first_process():
-            return 2 if outcome.failures else 0  # the first process writes cells, report and plots
+    unfinished: list[str] = []
+    if arguments.report_only:
+        pass
+    elif arguments.launcher:
+        failures, unfinished = run_jobs(arguments)
+    else:
+        spec, outcome = run_here(arguments)
         failures = outcome.failures
-        print(f"grid finished in {time.perf_counter() - started:.1f} s ({timing_breakdown(outcome.computed)})")
-    if not (failures and read_cells(arguments.out).empty):  # with only refusals there is nothing to report
-        paths = write_report(arguments.out)
-        figures = draw_all_figures(arguments.out)
-        print(paths["markdown"].read_text(encoding="utf-8"))
-        print("wrote " + ", ".join(str(path) for path in paths.values()) + f" and {len(figures)} plots under {arguments.out / 'plots'}")
+        if not is_first_process():
+            return 2 if failures else 0  # the first process writes cells, report and plots
+        if spec.shard is not None:
+            print("the report is left to `--report-only`, run once every shard has finished")
+    shard_alone = arguments.shard is not None and not arguments.report_only
+    nothing_to_report = (failures or unfinished) and read_cells(arguments.out).empty  # only refusals, or jobs that died
+    if not (shard_alone or nothing_to_report):
+        write_and_print_report(arguments.out)
+    for shard in unfinished:
+        print(f"error: {shard}", file=sys.stderr)
     if failures:
         print_failures(failures, arguments.debug)
-        return 2
-    return 0
+    return 2 if failures or unfinished else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,20 +3,18 @@
 A cell file appears atomically once its cell is finished, so rerunning the same command skips what is done (an
 interrupted grid resumes) and no cell is ever half-written. What a method learned is saved under `state/` and reused.
 The whole grid is checked against the suite before any cell runs; a cell whose method refuses it (or fails) is
-recorded and the grid goes on with the others.
+recorded and the grid goes on with the others. Several runs may share one output folder (`--shard I/N` gives each a
+slice of the cells): a run computes a cell only while it holds the cell's claim (bench/claims.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import itertools
-import json
 import logging
 import os
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,20 +22,19 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from bench.cell_identity import FIT_FIELDS, cell_identity, cell_inputs, changed_inputs, identity_key, suite_inputs
+from bench.cell_identity import FIT_FIELDS, cell_identity, cell_inputs, identity_key, suite_inputs
+from bench.claims import CLAIM_TIMEOUT_SECONDS, CellClaims
+from bench.cell_records import (CellFailure, cell_failure, cell_name, finished_identity_key, report_stale_cells,
+                                set_aside)
 from bench.generation import generate_completions
-from bench.storage import atomic_directory, exclusive_lock, save_tensors_atomic, write_json_atomic
+from bench.storage import atomic_directory, save_tensors_atomic, write_json_atomic
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
 from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.registry import Cell, load_all_methods, make_config
-from methods.training import TrainingDiverged
 from tasks.registry import TASKS
 
 log = logging.getLogger(__name__)
 STATE_DONE_FILE = "DONE"
-# What methods raise when an option, the suite or the cell's data does not let them run (hydralora without the zoo's
-# data, oracle without composite data, a diverged fit); any other exception in a cell is a bug.
-REFUSALS = (ValueError, TrainingDiverged)
 
 
 @dataclass
@@ -55,24 +52,8 @@ class GridSpec:
     force: bool = False
     method_options: dict[str, dict[str, str]] = field(default_factory=dict)
     suite_options: SuiteOptions = field(default_factory=SuiteOptions)
-
-
-@dataclass
-class CellFailure:
-    """A cell the grid could not compute: refused by its method, or failed with an unexpected error (a bug, whose
-    traceback is kept for `--debug`)."""
-
-    method: str
-    task: str
-    language: str
-    seed: int
-    message: str
-    unexpected: bool = False
-    traceback: str = ""
-
-    def describe(self) -> str:
-        what = f"failed with an unexpected {self.message}" if self.unexpected else f"refused: {self.message}"
-        return f"{self.method} on {cell_name(self.task, self.language, self.seed)} {what}"
+    shard: tuple[int, int] | None = None  # (I, N): only the I-th of N slices of the cells (shard_keys); None: all
+    claim_timeout: float = CLAIM_TIMEOUT_SECONDS  # seconds without a heartbeat after which a cell's claim is stale
 
 
 @dataclass
@@ -81,48 +62,37 @@ class GridOutcome:
 
     computed: list[Path] = field(default_factory=list)
     failures: list[CellFailure] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)  # cells another, live run still held at the end, with their holder
+    taken_over: list[str] = field(default_factory=list)  # claims of runs that died, taken over by this one
 
 
-def cell_name(task: str, language: str, seed: int) -> str:
-    return f"{task}-{language}-seed{seed}"
+@dataclass
+class LoadedGrid:
+    """What each cell of one run needs: the suite, the methods and their options, each cell's identity and files."""
+
+    spec: GridSpec
+    suite: Suite
+    methods: dict[str, type]
+    configs: dict
+    identities: dict[tuple, dict]
+    paths: dict[tuple, Path]
+    claim_paths: dict[tuple, Path]
+    parallel: DataParallel
+    build_seconds: float
+    started_at: float  # wall-clock time this run started (a cell file newer than it was written during the run)
 
 
 def cell_path(out: Path, suite: str, method: str, task: str, language: str, seed: int) -> Path:
     return out / "cells" / suite / method / f"{cell_name(task, language, seed)}.json"
 
 
+def claim_path(out: Path, suite: str, method: str, task: str, language: str, seed: int) -> Path:
+    """The cell's claim file, there while a run computes it (bench/claims.py)."""
+    return out / "claims" / suite / method / f"{cell_name(task, language, seed)}.claim"
+
+
 def _config_record(config) -> dict:
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
-
-
-def finished_identity_key(path: Path) -> str | None:
-    """The identity key a finished cell file records (None: no such file; '' : unreadable or recorded without one)."""
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return ""
-    return record.get("identity_key", "") if isinstance(record, dict) else ""
-
-
-def stale_reason(path: Path, identity: dict) -> str:
-    """Why the finished cell at `path` is not a result for `identity`: the inputs that changed."""
-    try:
-        old = json.loads(path.read_text(encoding="utf-8")).get("identity")
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError, AttributeError):
-        return "its file is unreadable"
-    return ", ".join(changed_inputs(old, identity)) + " changed"
-
-
-def set_aside(path: Path) -> Path:
-    """Keep a replaced cell file beside the new one as `<cell>.json.replaced-<n>` (the report reads only *.json)."""
-    for number in itertools.count(1):
-        kept = path.with_name(f"{path.name}.replaced-{number}")
-        if not kept.exists():
-            path.rename(kept)
-            return kept
-    raise AssertionError("unreachable")
 
 
 def process_share(options: SuiteOptions) -> tuple[DataParallel, SuiteOptions]:
@@ -167,60 +137,106 @@ def check_grid(suite: Suite, keys: list[tuple], methods: dict[str, type], config
             check_options(configs[method_name], suite.cell_adapters(task, language))
 
 
-def cell_failure(error: Exception, method: str, task: str, language: str, seed: int) -> CellFailure:
-    """The record of a cell that raised `error` (called inside its `except`, so the traceback is the cell's)."""
-    if isinstance(error, REFUSALS):
-        return CellFailure(method, task, language, seed, str(error))
-    return CellFailure(method, task, language, seed, f"{type(error).__name__}: {error}", unexpected=True,
-                       traceback=traceback.format_exc())  # fmt: skip
+def shard_keys(keys: list[tuple], shard: tuple[int, int] | None) -> list[tuple]:
+    """The `index`-th of `count` slices of the grid's cells: every `count`-th of the sorted (method, task, language,
+    seed) keys from the `index`-th on, so slices are disjoint, differ by at most one cell (per method, when a method
+    has at least `count` cells) and do not depend on the order of the options; the grid's order is kept within one."""
+    if shard is None:
+        return keys
+    index, count = shard
+    chosen = set(sorted(keys)[index::count])
+    return [key for key in keys if key in chosen]
 
 
 def run_grid(spec: GridSpec) -> GridOutcome:
-    """Run every unfinished cell of the grid; return the cell files computed by this run and the cells that failed.
+    """Run every unfinished cell of the grid (of its `--shard` slice); return the cell files computed by this run,
+    the cells that failed and those left to another run that holds them.
 
     A cell whose method refuses it or fails is recorded and the grid goes on (a long grid is not lost to one
     method); an OSError (full disk, lost folder) stops it, since every later cell would meet it too. Under several
     processes, all of them work on each cell together (data-parallel training, generation shared out) and the first
-    one alone writes files; the others return no paths.
+    one alone claims cells and writes files; the others return no paths.
     """
+    grid = load_grid(spec)
+    pending = [key for key in shard_keys(list(grid.identities), spec.shard)
+               if spec.force or finished_identity_key(grid.paths[key]) != identity_key(grid.identities[key])]  # fmt: skip
+    grid.parallel.barrier()  # every process has its list before the first cell is written
+    if grid.parallel.is_main:
+        report_stale_cells(pending, grid.paths, grid.identities, spec.force)
+    claims, outcome = CellClaims(spec.claim_timeout), GridOutcome()
+    with tqdm(pending, desc="grid", disable=not grid.parallel.is_main) as progress:  # closed before any error prints
+        busy = [key for key in progress if not claim_and_run(grid, claims, key, outcome)]
+    busy = [key for key in busy if not claim_and_run(grid, claims, key, outcome)]  # a second look, at the end
+    if grid.parallel.is_main:
+        outcome.left = [f"{key[0]} on {cell_name(*key[1:])} (claimed by {claims.holder(grid.claim_paths[key])})"
+                        for key in busy]  # fmt: skip
+        outcome.taken_over = claims.taken_over
+    return outcome
+
+
+def load_grid(spec: GridSpec) -> LoadedGrid:
+    """Load the suite and the methods, check the whole grid (so every shard refuses a bad one alike), and work out
+    each cell's identity and file."""
     methods = load_all_methods()
     configs = {name: make_config(methods[name], spec.method_options.get(name, {})) for name in spec.methods}
     keys = list(itertools.product(spec.methods, spec.tasks, spec.languages, spec.seeds))
-    suite_name = suite_display_name(spec.suite)
     parallel, suite_options = process_share(spec.suite_options)
-    outcome = GridOutcome()
-    with exclusive_lock(spec.out) if parallel.is_main else contextlib.nullcontext():
-        started = time.perf_counter()
-        suite = load_suite_main_first(spec, suite_options, parallel)
-        build_seconds = time.perf_counter() - started
-        check_grid(suite, keys, methods, configs)
-        identities = grid_identities(suite, keys, configs, spec.limit)
-        paths = {key: cell_path(spec.out, suite_name, *key) for key in keys}
-        pending = [key for key in keys
-                   if spec.force or finished_identity_key(paths[key]) != identity_key(identities[key])]  # fmt: skip
-        parallel.barrier()  # every process has its list before the first cell is written
-        if parallel.is_main:
-            report_stale_cells(pending, paths, identities, spec.force)
-        for method_name, task, language, seed in tqdm(pending, desc="grid", disable=not parallel.is_main):
-            method_class, config = methods[method_name], configs[method_name]
-            identity = identities[(method_name, task, language, seed)]
-            try:
-                record = run_cell(suite, method_class, config, task, language, seed, spec, parallel, identity)
-            except OSError:
-                raise
-            except Exception as error:  # recorded and reported at the end; the other cells still run
-                outcome.failures.append(cell_failure(error, method_name, task, language, seed))
-                log.warning("%s; going on with the other cells", outcome.failures[-1].describe())
-                continue
-            if parallel.is_main:
-                record.update(identity_key=identity_key(identity), identity=identity,
-                              suite_build_seconds=round(build_seconds, 3), processes=parallel.world)  # fmt: skip
-                path = paths[(method_name, task, language, seed)]
-                if path.exists():
-                    set_aside(path)
-                write_json_atomic(path, record)
-                outcome.computed.append(path)
-    return outcome
+    started_at, started = time.time(), time.perf_counter()
+    suite = load_suite_main_first(spec, suite_options, parallel)
+    build_seconds = time.perf_counter() - started
+    check_grid(suite, keys, methods, configs)
+    name = suite_display_name(spec.suite)
+    files = [{key: where(spec.out, name, *key) for key in keys} for where in (cell_path, claim_path)]
+    return LoadedGrid(spec, suite, methods, configs, grid_identities(suite, keys, configs, spec.limit), *files,
+                      parallel, build_seconds, started_at)  # fmt: skip
+
+
+def claim_and_run(grid: LoadedGrid, claims: CellClaims, key: tuple, outcome: GridOutcome) -> bool:
+    """Run the cell `key` while holding its claim; False if a live run holds it. A cell another run finished since
+    this one listed it is not run again. Under several processes the first claims and tells the others."""
+    claim = verdict = None
+    if grid.parallel.is_main:
+        claim = claims.acquire(grid.claim_paths[key])
+        verdict = "busy" if claim is None else "done" if finished_meanwhile(grid, key) else "run"
+    verdict = grid.parallel.gather(verdict)[0]
+    try:
+        if verdict == "run":
+            run_and_write(grid, key, outcome)
+    finally:
+        if claim is not None:
+            claim.release()
+    return verdict != "busy"
+
+
+def finished_meanwhile(grid: LoadedGrid, key: tuple) -> bool:
+    """Whether another run has written the cell `key` for the same identity since this run listed it (under
+    --force: since this run started)."""
+    path = grid.paths[key]
+    if finished_identity_key(path) != identity_key(grid.identities[key]):
+        return False
+    return not grid.spec.force or path.stat().st_mtime >= grid.started_at
+
+
+def run_and_write(grid: LoadedGrid, key: tuple, outcome: GridOutcome) -> None:
+    """Compute one cell and write its file (the first process); a refusal or failure is added to `outcome`."""
+    method_name, task, language, seed = key
+    identity = grid.identities[key]
+    try:
+        record = run_cell(grid.suite, grid.methods[method_name], grid.configs[method_name], task, language, seed,
+                          grid.spec, grid.parallel, identity)  # fmt: skip
+    except OSError:
+        raise
+    except Exception as error:  # recorded and reported at the end; the other cells still run
+        outcome.failures.append(cell_failure(error, method_name, task, language, seed))
+        log.warning("%s; going on with the other cells", outcome.failures[-1].describe())
+        return
+    if grid.parallel.is_main:
+        record.update(identity_key=identity_key(identity), identity=identity,
+                      suite_build_seconds=round(grid.build_seconds, 3), processes=grid.parallel.world)  # fmt: skip
+        if (path := grid.paths[key]).exists():
+            set_aside(path)
+        write_json_atomic(path, record)
+        outcome.computed.append(path)
 
 
 def grid_identities(suite: Suite, keys: list[tuple], configs: dict, limit: int | None) -> dict[tuple, dict]:
@@ -230,14 +246,6 @@ def grid_identities(suite: Suite, keys: list[tuple], configs: dict, limit: int |
     return {(method, task, language, seed):
             cell_identity(method, _config_record(configs[method]), limit, seed, inputs[(task, language)])
             for method, task, language, seed in keys}  # fmt: skip
-
-
-def report_stale_cells(pending: list[tuple], paths: dict, identities: dict, force: bool) -> None:
-    """Say which finished cells this run recomputes, and why (their old files are kept as `.replaced-<n>`)."""
-    stale = [key for key in pending if paths[key].exists()]
-    for key in stale:
-        reason = "--force" if force else stale_reason(paths[key], identities[key])
-        log.warning("recomputing %s (%s); the old file is kept beside it", paths[key], reason)
 
 
 def _make_cell(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.models import chat_format, load_model
-from bench.storage import atomic_directory
+from bench.storage import atomic_directory, build_once
 from bench.suites import CellData, Suite, SuiteOptions, register_suite
 from bench.zoo import Zoo, ZooEntry, load_zoo_adapters, read_zoo
 from bench.zoo_builder import build_zoo
@@ -195,21 +195,22 @@ def real_zoo_datasets(settings: RealSettings, data_dir: Path, wheels: list[Path]
 def ensure_real_zoo(settings: RealSettings, options: SuiteOptions, data_dir: Path, base_id: str, tokenizer, base_model) -> Path:
     """The finished zoo for `settings`, trained first (into a scratch folder, renamed when complete) when absent."""
     directory = Path(options.cache_dir) / f"real-{settings.key(base_id)}"
-    if (directory / "build.json").is_file():
-        return directory
-    log.warning("building the real tier's zoo into %s (long on CPU; cached afterwards)", directory)
-    wheels = catalog_wheels(settings.catalog_wheels, Path(options.cache_dir) / "catalog-wheels")
-    datasets = real_zoo_datasets(settings, data_dir, wheels)
-    started = time.perf_counter()
-    with atomic_directory(directory) as scratch:
-        seconds = build_zoo(lambda: copy.deepcopy(base_model), tokenizer, datasets, settings.adapter,
-                            lambda entry: settings.adapter_training, settings.seed, base_id,
-                            scratch / "zoo")  # fmt: skip
-        sizes = {entry.name: len(examples) for entry, examples in datasets.items()}
-        record = {"base_model_id": base_id, "seconds": seconds, "examples": sizes, "wheels": [w.name for w in wheels]}
-        (scratch / "build.json").write_text(json.dumps(record, indent=1))
-    log.warning("real zoo built in %.0f s", time.perf_counter() - started)
-    return directory
+
+    def build() -> None:
+        log.warning("building the real tier's zoo into %s (long on CPU; cached afterwards)", directory)
+        wheels = catalog_wheels(settings.catalog_wheels, Path(options.cache_dir) / "catalog-wheels")
+        datasets = real_zoo_datasets(settings, data_dir, wheels)
+        started = time.perf_counter()
+        with atomic_directory(directory) as scratch:
+            seconds = build_zoo(lambda: copy.deepcopy(base_model), tokenizer, datasets, settings.adapter,
+                                lambda entry: settings.adapter_training, settings.seed, base_id,
+                                scratch / "zoo")  # fmt: skip
+            sizes = {entry.name: len(examples) for entry, examples in datasets.items()}
+            record = {"base_model_id": base_id, "seconds": seconds, "examples": sizes, "wheels": [w.name for w in wheels]}
+            (scratch / "build.json").write_text(json.dumps(record, indent=1))
+        log.warning("real zoo built in %.0f s", time.perf_counter() - started)
+
+    return build_once(directory, "build.json", build)
 
 
 def load_real_suite(options: SuiteOptions, settings: RealSettings | None = None) -> Suite:

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -56,6 +57,18 @@ def atomic_directory(path: Path):
         os.replace(scratch, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def build_once(directory: Path, done_file: str, build: Callable[[], object]) -> Path:
+    """`directory`, built by `build()` unless its `done_file` exists. Runs sharing a cache (shards, cluster jobs)
+    build it once: the others wait on a lock file beside it, then find it built."""
+    if not (directory / done_file).is_file():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with open(directory.with_name(f".{directory.name}.lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the handle closes, also when the holder dies
+            if not (directory / done_file).is_file():
+                build()
+    return directory
 
 
 @contextlib.contextmanager

@@ -209,16 +209,6 @@ def test_report_mean_and_ci_over_seeds():
     assert summary.loc["oracle", "gap closed"] == 1 and summary.loc["skill_lora", "gap closed"] == 0
 
 
-def test_second_run_into_the_same_folder_is_refused(tiny_suite, tmp_path, capsys):
-    from bench.storage import exclusive_lock
-
-    out = tmp_path / "results"
-    with exclusive_lock(out):
-        assert run(tiny_suite, out) == 2
-    assert "another run is writing into this folder" in capsys.readouterr().err
-    assert run(tiny_suite, out) == 0
-
-
 def test_report_prints_the_papers_numbers_beside_suites_on_the_papers_cells(tmp_path):
     for suite in ("real", "builtin"):
         for method, score in (("loraflow", 30.0), ("oracle", 50.0)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -152,7 +153,18 @@ def write_examples(path: Path, examples: list[Example]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(dataclasses.asdict(example), ensure_ascii=False) for example in examples]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    replace_text(path, "\n".join(lines) + "\n")
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write `text` beside `path`, then rename it over `path`: a process reading `path` meanwhile (another process of
+    the same launch) sees the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def text_examples(texts: list[str], prefix: str) -> list[Example]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from tasks.examples import replace_text
+
 MATH_TEMPLATE = Path(__file__).with_name("mgsm_style_math_yaml")
 
 
@@ -42,5 +44,5 @@ def write_math_task_yaml(
     config["generation_kwargs"].update(until=list(stop), max_gen_toks=max_new_tokens)
     path = Path(directory) / f"{task_name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.dump(config, Dumper=ReadableDumper, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    replace_text(path, yaml.dump(config, Dumper=ReadableDumper, allow_unicode=True, sort_keys=False))
     return path

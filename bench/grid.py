@@ -229,6 +229,8 @@ def run_and_write(grid: LoadedGrid, key: tuple, outcome: GridOutcome) -> None:
     except Exception as error:  # recorded and reported at the end; the other cells still run
         outcome.failures.append(cell_failure(error, method_name, task, language, seed))
         log.warning("%s; going on with the other cells", outcome.failures[-1].describe())
+        if grid.parallel.is_main:
+            set_aside_stale(grid.paths[key], identity)
         return
     if grid.parallel.is_main:
         record.update(identity_key=identity_key(identity), identity=identity,
@@ -237,6 +239,13 @@ def run_and_write(grid: LoadedGrid, key: tuple, outcome: GridOutcome) -> None:
             set_aside(path)
         write_json_atomic(path, record)
         outcome.computed.append(path)
+
+
+def set_aside_stale(path: Path, identity: dict) -> None:
+    """After a cell failed: a finished file of other inputs (other options, data, ...) is no result of this run, so
+    it leaves the table (kept beside as `.replaced-<n>`); one of the same inputs (a `--force` rerun) stays."""
+    if path.exists() and finished_identity_key(path) != identity_key(identity):
+        log.warning("%s was computed from other inputs; kept beside as %s, out of the table", path, set_aside(path).name)
 
 
 def grid_identities(suite: Suite, keys: list[tuple], configs: dict, limit: int | None) -> dict[tuple, dict]:

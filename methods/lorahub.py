@@ -54,7 +54,7 @@ from methods.training import IGNORE_INDEX, EncodedExample, batches, encode_examp
 from tasks.examples import Example
 
 log = logging.getLogger(__name__)
-RESULT_FILE = "weights.json"  # what `bench.plot_lorahub_weights` reads
+RESULT_FILE = "weights.json"  # what `bench.plots.lorahub_weights` reads
 ADAPTER_DIRECTORY = "adapter"
 CANDIDATE_SETS = ("cell", "zoo")
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.bench_grid_cost import main
+from bench.speed.grid_cost import main
 
 
 def test_grid_cost_projection_prints_cells_and_total(tiny_suite, capsys):

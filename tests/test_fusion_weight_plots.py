@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from bench.grid import GridSpec, cell_path, run_grid
-from bench.plot_fusion_weights import plot_fusion_weights, prompt_answer_means, token_kind, token_kind_means
+from bench.plots.fusion_weights import plot_fusion_weights, prompt_answer_means, token_kind, token_kind_means
 from bench.suites import SuiteOptions
 from methods.fusion_gate import ExampleTrace, read_trace_tensors
 

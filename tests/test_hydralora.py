@@ -15,7 +15,7 @@ from safetensors.numpy import load_file
 from bench.cli import main
 from bench.generation import generate_completions
 from bench.grid import cell_path
-from bench.plot_router_load import plot_router_load
+from bench.plots.router_load import plot_router_load
 from methods.hydra_layer import HydraLoraLinear, HydraShape, attach_hydra_layers, router_weights
 from methods.hydralora import (
     CONFIG_FILE,

@@ -13,7 +13,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 
 from bench.cli import main
-from bench.plot_lorahub_weights import plot_lorahub_weights
+from bench.plots.lorahub_weights import plot_lorahub_weights
 from methods.lora_adapter import AdapterError, export_peft_adapter, load_lora_adapter
 from methods.lora_composition import (
     attach_candidate_layers,

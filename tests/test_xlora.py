@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from bench.generation import generate_completions
-from bench.plot_fusion_weights import plot_fusion_weights
+from bench.plots.fusion_weights import plot_fusion_weights
 from methods.fusion_gate import read_trace_tensors
 from methods.multi_lora import attach_adapters
 from methods.xlora import XLora, XLoraMethodConfig

@@ -7,7 +7,7 @@ candidate at a time under `optimizer.minimize`. Its adapter cache holds copies (
 reproduced). Ours (`methods.lorahub`) composes in place and scores blocks of candidates in one forward. Both runs use
 the same seeded optimizer, so they see the same candidates as long as their objectives agree.
 
-Run: `python -m bench.bench_lorahub` (see --help); it prints one table per optimizer and the goal for the device.
+Run: `python -m bench.speed.lorahub` (see --help); it prints one table per optimizer and the goal for the device.
 """
 
 from __future__ import annotations

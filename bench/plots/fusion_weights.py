@@ -9,7 +9,7 @@ For each trace `out/traces/<suite>/<loraflow|xlora>/<cell>.safetensors` (layout:
   tokens, pooled over the cell's examples, with the overall means as bars;
 - `<cell>--token-kinds.png`: each adapter's mean weight (over layers) by the kind of token the step produces (words in
   a non-ASCII script, ASCII words, digits and operators, space and punctuation), in the prompt and in the answer.
-Run as `python -m bench.plot_fusion_weights --out results`.
+Run as `python -m bench.plots.fusion_weights --out results`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What a full grid would cost on this machine, measured on short runs of the real code: the long-running part of a
 suite's grid, projected before anyone starts it.
 
-    python -m bench.bench_grid_cost --suite real --data-dir ../shared/data [--cells math-es,code-ru] [--steps 2]
+    python -m bench.speed.grid_cost --suite real --data-dir ../shared/data [--cells math-es,code-ru] [--steps 2]
 
 For each cell it times, with the methods' own code and the suite's own data and settings:
 - LoRA-Flow: `--steps` gate-training steps (the default budget's batch size, on a seeded draw of the cell's train

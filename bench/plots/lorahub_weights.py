@@ -2,7 +2,7 @@
 
 Reads `out/state/<suite>/lorahub/<cell>/weights.json` (written by `methods.lorahub`) and writes one figure per suite,
 `out/plots/lorahub_weights_<suite>.png`: bars are the mean weight over seeds, dots the single seeds.
-Run: `python -m bench.plot_lorahub_weights --out results`.
+Run: `python -m bench.plots.lorahub_weights --out results`.
 """
 
 from __future__ import annotations

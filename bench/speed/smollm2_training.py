@@ -1,6 +1,6 @@
 """Where the SmolLM2 tier's time and memory go, and what each lever buys, measured side by side in one run.
 
-    python -m bench.bench_smollm2_training [--suite builtin-smollm2-heldout] [--task math] [--lang zh] [--steps 6]
+    python -m bench.speed.smollm2_training [--suite builtin-smollm2-heldout] [--task math] [--lang zh] [--steps 6]
 
 LoRA-Flow's model for one cell (the tier's costliest trained row, untrained gates) on the same length-grouped
 batches of the cell's train split, in LoRA-Flow's batch size. Phases: training steps (forward and backward to the

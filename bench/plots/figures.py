@@ -9,9 +9,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or assumed
 
-from bench.plot_fusion_weights import plot_fusion_weights  # noqa: E402
-from bench.plot_lorahub_weights import plot_lorahub_weights  # noqa: E402
-from bench.plot_router_load import plot_router_load  # noqa: E402
+from bench.plots.fusion_weights import plot_fusion_weights  # noqa: E402
+from bench.plots.lorahub_weights import plot_lorahub_weights  # noqa: E402
+from bench.plots.router_load import plot_router_load  # noqa: E402
 
 log = logging.getLogger(__name__)
 PLOTTERS = (plot_fusion_weights, plot_lorahub_weights, plot_router_load)

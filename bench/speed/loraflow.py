@@ -1,6 +1,6 @@
 """Speed of LoRA-Flow against the base model, a per-adapter loop, `peft` with both adapters active, and `peft` X-LoRA.
 
-    python -m bench.bench_loraflow --model small,realistic [--repeats 5] [--json out.json]
+    python -m bench.speed.loraflow --model small,realistic [--repeats 5] [--json out.json]
 
 On one random Llama with two random rank-r PEFT adapters on all seven projections and one batch of prompts, it
 measures in one run (repetitions interleaved; ratios taken per repetition, reported as medians: the machine is shared):

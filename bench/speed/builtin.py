@@ -1,6 +1,6 @@
 """Wall time of the built-in suite's main command, cold and warm, and (with --rebuild) its build from nothing.
 
-    python -m bench.bench_builtin [--methods loraflow,lorahub] [--rebuild]
+    python -m bench.speed.builtin [--methods loraflow,lorahub] [--rebuild]
 
 Runs the real CLI in subprocesses with a fresh cache and output folder, and prints each run's own breakdown
 (build, fit, generate, score). The default suite ships built (bench/shipped_suite.py), so a cold run loads it.

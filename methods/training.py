@@ -6,6 +6,7 @@ LoRA-Flow's and HydraLoRA's supervised fine-tuning. The loop keeps the parameter
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -86,7 +87,12 @@ def summed_target_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], t
 def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
     """Whether the causal LM under `model` (a PEFT wrapper, or the model itself) takes `logits_to_keep` indices."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft's wrappers
-    return "logits_to_keep" in inspect.signature(type(inner).forward).parameters
+    return _forward_takes_logits_to_keep(type(inner))
+
+
+@functools.cache
+def _forward_takes_logits_to_keep(model_class: type) -> bool:  # once per class: the loss asks at every step
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def target_token_count(encoded: list[EncodedExample]) -> int:

@@ -63,13 +63,21 @@ def cell_inputs(suite: Suite, shared: dict, task: str, language: str) -> dict:
     max_new_tokens, stop = suite.answer_limits(task)
     return shared | {
         "data": {split: examples_digest(getattr(data, split)) for split in ("train", "dev", "test", "composite_train")}
-        | {"gate_temperature": data.gate_temperature},
+        | {"gate_temperature": data.gate_temperature}
+        | ({"checkpoint_choice": data.checkpoint_choice} if data.checkpoint_choice else {}),  # recorded where set
         "generation": {"max_new_tokens": max_new_tokens, "stop": list(stop)},
         "scorer": TASKS[task].scorer_version,
     }
 
 
+# Method options added after cells were committed, left out of an identity at these values (their default), so
+# cells computed before an option existed, by what its default still computes, keep their identity.
+OPTION_NEUTRAL_DEFAULTS = {"checkpoint_choice": ""}
+
+
 def cell_identity(method: str, options: dict, limit: int | None, seed: int, inputs: dict) -> dict:
+    options = {name: value for name, value in options.items()
+               if not (name in OPTION_NEUTRAL_DEFAULTS and value == OPTION_NEUTRAL_DEFAULTS[name])}  # fmt: skip
     return {"method": method, "options": options, "limit": limit, "seed": seed} | inputs
 
 

@@ -10,6 +10,7 @@ slice of the cells): a run computes a cell only while it holds the cell's claim 
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import itertools
 import logging
@@ -276,11 +277,24 @@ def _make_cell(
         zoo=list(suite.adapters.values()),
         composite_train=data.composite_train,
         gate_temperature=data.gate_temperature,
+        checkpoint_choice=data.checkpoint_choice,
+        dev_accuracy=functools.partial(dev_accuracy, suite, task, language, parallel=parallel),
         zoo_training_data=suite.zoo_training_data,
         base_model_id=suite.base_model_id,
         shared_directory=shared_directory,
         parallel=parallel,
     )
+
+
+def dev_accuracy(suite: Suite, task: str, language: str, model: torch.nn.Module,
+                 parallel: DataParallel = SINGLE_PROCESS) -> float:  # fmt: skip
+    """Accuracy (%) of `model` on the cell's dev split, generated and scored as the test split is."""
+    dev = suite.cells[(task, language)].dev
+    completions = generate_completions(model, suite.tokenizer, [example.prompt for example in dev],
+                                       *suite.answer_limits(task), batch_size=suite.generation_batch_size,
+                                       parallel=parallel)  # fmt: skip
+    correct = score_all(TASKS[task].scorer_for(language), dev, completions)
+    return 100.0 * sum(correct) / max(len(correct), 1)
 
 
 def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel, fit_key: str = "") -> dict:

@@ -244,6 +244,9 @@ class PaperSettings:
     # `--set loraflow.temperature=...` overrides it.
     gate_temperatures: dict = field(default_factory=lambda: {"zh_math": 1.1, "ru_math": 1.1})
     humaneval_prompts: str = "released"  # as `RealSettings.humaneval_prompts`; "released" is what the paper scored
+    # The authors "select the best checkpoint on the development set" (thunlp/LoRAFlow README, UltraEval/eval.sh on
+    # dev); trained rows do the same here unless `--set <method>.checkpoint_choice=dev_loss`.
+    checkpoint_choice: str = "dev_accuracy"
 
 
 def paper_zoo(checkpoints: Path, settings: PaperSettings) -> Zoo:
@@ -266,6 +269,7 @@ def load_paper_suite(options: SuiteOptions, settings: PaperSettings | None = Non
     cells = loraflow_cells(data_directory(options), None, settings.humaneval_prompts, options.cache_dir)
     for (task, language), cell in cells.items():
         cell.gate_temperature = settings.gate_temperatures.get(f"{language}_{task}", 1.0)
+        cell.checkpoint_choice = settings.checkpoint_choice
     zoo = paper_zoo(options.checkpoints_dir, settings)
     model, tokenizer = load_model(settings.base_model, None, options.device, options.dtype)
     adapters = {}

@@ -32,6 +32,7 @@ class CellData:
     test: list[Example]
     composite_train: list[Example] = field(default_factory=list)  # plentiful composite data (for the oracle)
     gate_temperature: float | None = None  # LoRA-Flow's gate temperature the authors used in this cell (paper suite)
+    checkpoint_choice: str | None = None  # how trained rows pick their checkpoint here (None: each method's default)
 
 
 @dataclass

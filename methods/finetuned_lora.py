@@ -74,7 +74,7 @@ class SkillLoraFinetuned(FinetunedLora):
         parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
         self.history = train_parameters(model, self.cell.tokenizer, parameters, self.cell.train, self.cell.dev,
                                         self.config.training(), self.cell.seed, "skill LoRA fine-tuning",
-                                        self.cell.parallel)  # fmt: skip
+                                        self.cell.parallel, self.config.dev_accuracy_for(self.cell))  # fmt: skip
         self._finish(model)
 
 
@@ -82,7 +82,8 @@ class SkillLoraFinetuned(FinetunedLora):
 class FreshLora(FinetunedLora):
     def fit(self) -> None:
         model = train_lora(self.cell.model, self.cell.tokenizer, self.cell.train, self.cell.dev,
-                           lora_settings_like(self.cell.adapters[-1]), self.config.training(), self.cell.seed,
-                           self.cell.base_model_id, "fresh LoRA", self.cell.parallel)  # fmt: skip
+                           lora_settings_like(self.cell.adapters[-1]), self.config.training(),
+                           self.cell.seed, self.cell.base_model_id, "fresh LoRA", self.cell.parallel,
+                           self.config.dev_accuracy_for(self.cell))  # fmt: skip
         self.history = model.training_history
         self._finish(model)

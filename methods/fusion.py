@@ -55,7 +55,8 @@ class Fusion:
 
     def fit(self) -> None:
         self.history = train_parameters(self.model, self.cell.tokenizer, [self.weights], self.cell.train, self.cell.dev,
-                                        self.config.training(), self.cell.seed, "fusion weights", self.cell.parallel)  # fmt: skip
+                                        self.config.training(), self.cell.seed, "fusion weights",
+                                        self.cell.parallel, self.config.dev_accuracy_for(self.cell))  # fmt: skip
 
     def save(self, directory: Path) -> None:
         save_file({"weights": self.weights.detach().cpu()}, str(directory / WEIGHTS_FILE))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -43,6 +44,7 @@ def train_lora(
     base_model_id: str,
     description: str = "LoRA",
     parallel: DataParallel = SINGLE_PROCESS,
+    dev_accuracy: Callable[[torch.nn.Module], float] | None = None,
 ):
     """Wrap `model` (changed in place) in a PEFT LoRA, train only the LoRA matrices, return the PeftModel."""
     torch.manual_seed(seed)
@@ -53,6 +55,7 @@ def train_lora(
     peft_model.peft_config["default"].base_model_name_or_path = base_model_id
     parameters = [parameter for parameter in peft_model.parameters() if parameter.requires_grad]
     peft_model.training_history = train_parameters(
-        peft_model, tokenizer, parameters, train, dev, training, seed=seed, description=description, parallel=parallel
+        peft_model, tokenizer, parameters, train, dev, training, seed=seed, description=description, parallel=parallel,
+        dev_accuracy=dev_accuracy,
     )
     return peft_model

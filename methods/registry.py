@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 
@@ -47,6 +47,10 @@ class Cell:
     shared_directory: Path | None = None  # for what a method learns once and reuses in every cell (saved atomically)
     parallel: DataParallel = SINGLE_PROCESS  # this process's share of data-parallel training (pass to train_parameters)
     gate_temperature: float | None = None  # the suite's LoRA-Flow gate temperature here (None: the method default)
+    checkpoint_choice: str | None = None  # the suite's checkpoint choice for trained rows here (None: the method's)
+    # The cell's dev accuracy (%) of a model: greedy generations of the dev prompts under the test's settings, scored
+    # by the task's scorer (set by the grid; None where no runner offers one).
+    dev_accuracy: Callable[[torch.nn.Module], float] | None = None
 
 
 def read_saved_record(path: Path, cell: Cell, what: str) -> dict:

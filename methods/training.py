@@ -1,7 +1,8 @@
 """Gradient training shared by every method that learns something (gates, routers, LoRAs, fusion weights).
 
 Examples become `prompt + target + eos` token sequences whose loss counts only the target tokens (the answer), as in
-LoRA-Flow's and HydraLoRA's supervised fine-tuning. The loop keeps the parameters with the lowest dev loss.
+LoRA-Flow's and HydraLoRA's supervised fine-tuning. The loop keeps the parameters with the lowest dev loss
+(or the best dev accuracy, when given a dev scorer).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import inspect
 import logging
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -191,8 +193,11 @@ def train_parameters(
     seed: int,
     description: str = "training",
     parallel: DataParallel = SINGLE_PROCESS,
+    dev_accuracy: Callable[[torch.nn.Module], float] | None = None,
 ) -> list[dict]:
-    """Train only `parameters` on `train` with AdamW (clipped when `max_grad_norm` is set); restore the state with the lowest dev loss; return the history.
+    """Train only `parameters` on `train` with AdamW (clipped when `max_grad_norm` is set); restore the state of the
+    best evaluation (the lowest dev loss; with `dev_accuracy`, the highest `dev_accuracy(model)`, ties broken by the
+    lower dev loss); return the history.
 
     Under `parallel`, each process computes its slice of every batch and the gradients are summed, which is the
     single-process step on the whole batch. Raises TrainingDiverged (after restoring the best state) when the loss
@@ -200,6 +205,9 @@ def train_parameters(
     """
     if not train:
         raise ValueError(f"{description}: no training examples")
+    by_accuracy = dev_accuracy is not None
+    if by_accuracy and not dev:
+        raise ValueError(f"{description}: choosing the checkpoint by dev accuracy needs dev examples")
     generator = torch.Generator().manual_seed(seed)
     device = parameters[0].device
     encoded = [encode_example(tokenizer, example, config.max_length) for example in train]
@@ -209,7 +217,7 @@ def train_parameters(
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
                                   betas=tuple(config.adam_betas), eps=config.adam_epsilon)  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, total_steps, config))
-    best_loss, best_state = math.inf, [p.detach().clone() for p in parameters]
+    best, best_state = (math.inf, math.inf), [p.detach().clone() for p in parameters]
     history: list[dict] = []
     order: list[int] = []
     model.train()
@@ -233,11 +241,16 @@ def train_parameters(
         if (step + 1) % check_every == 0 or step + 1 == total_steps:
             dev_loss = (mean_target_loss(model, tokenizer, dev, max_length=config.max_length, parallel=parallel)
                         if dev else batch_loss.item())  # fmt: skip
+            record = {"step": step + 1, "train_loss": batch_loss.item(), "dev_loss": dev_loss}
+            if by_accuracy:
+                model.eval()  # no dropout while the dev prompts are generated
+                record["dev_accuracy"] = dev_accuracy(model)
             model.train()
-            history.append({"step": step + 1, "train_loss": batch_loss.item(), "dev_loss": dev_loss})
-            log.info("%s step %d: train %.4f dev %.4f", description, step + 1, batch_loss.item(), dev_loss)
-            if dev_loss < best_loss:
-                best_loss, best_state = dev_loss, [p.detach().clone() for p in parameters]
+            history.append(record)
+            log.info("%s step %d: %s", description, step + 1, record)
+            criterion = (-record["dev_accuracy"], dev_loss) if by_accuracy else (dev_loss, 0.0)
+            if criterion < best:
+                best, best_state = criterion, [p.detach().clone() for p in parameters]
     if config.evaluations:
         _restore(parameters, best_state)
     model.eval()

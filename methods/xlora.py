@@ -82,6 +82,7 @@ class XLora:
         self.history = train_parameters(
             self.model, cell.tokenizer, list(self.classifier.values()), cell.train, cell.dev, self.config.training(),
             seed=cell.seed, description=f"xlora {cell.task}-{cell.language}", parallel=cell.parallel,
+            dev_accuracy=self.config.dev_accuracy_for(cell),
         )  # fmt: skip
 
     def save(self, directory: Path) -> None:

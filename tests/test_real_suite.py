@@ -152,6 +152,8 @@ def test_paper_suite_evaluates_zh_and_ru_math_gates_at_the_authors_temperature(t
         ("math", "zh"): 1.1, ("math", "ru"): 1.1, ("math", "es"): 1.0,
         ("code", "zh"): 1.0, ("code", "ru"): 1.0, ("code", "es"): 1.0,
     }  # fmt: skip
+    # The authors kept the checkpoint best on dev (thunlp/LoRAFlow README): every paper cell chooses by dev accuracy
+    assert {data.checkpoint_choice for data in suite.cells.values()} == {"dev_accuracy"}
     zh_math = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
     method = LoraFlow(zh_math, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
     assert [gate.temperature for gate in method.gates] == [1.1, 1.1]

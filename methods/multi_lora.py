@@ -10,8 +10,10 @@ runs once per adapter; in eval mode, or without dropout, the layer is the exact 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -55,20 +57,34 @@ class AdapterInputDropout:
     """LoRA dropout on the adapters' input, `B_i A_i dropout_i(x)`, with an independent mask per adapter (as in
     thunlp/LoRAFlow, where each adapter's `LowRankLinear` owns an `nn.Dropout`; train/ModelCenter/.../layer/lora.py).
 
-    One object serves every layer of a model; its masks come from its own generator (one per device) seeded with
-    `seed`, so a fit is repeatable and torch's global random state is left alone.
+    One object serves every layer of a model; its masks come from its own streams seeded with `seed`, so a fit is
+    repeatable and torch's global random state is left alone. On CPU a mask is one raw 32-bit draw per entry from
+    numpy's PCG64 (an entry is dropped when its draw is below p * 2^32): masks from torch's CPU generator (mt19937,
+    one float at a time) took about 30 % of a SmolLM2 LoRA-Flow step, these are 3.7x cheaper and the step 1.44x
+    faster (bench/speed/smollm2_training.py). On other devices, torch's own generator on that device.
     """
 
     def __init__(self, probability: float, seed: int):
+        if not 0.0 <= probability < 1.0:
+            raise ValueError(f"adapter dropout probability {probability}: must be in [0, 1)")
         self.probability, self.seed = probability, seed
+        self._threshold = np.uint32(round(probability * 2**32))  # p < 1, so at most 2^32 - 1
+        self._cpu_bits = np.random.PCG64(seed)
         self._generators: dict[torch.device, torch.Generator] = {}
+
+    def keep_mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """A fresh boolean mask of `shape`: True (kept) with probability 1 - p, independently per entry."""
+        if device.type == "cpu":
+            count = math.prod(shape)
+            draws = self._cpu_bits.random_raw((count + 1) // 2).view(np.uint32)[:count]
+            return torch.from_numpy(draws >= self._threshold).view(shape)
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return torch.rand(shape, generator=self._generators[device], device=device) >= self.probability
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """`x` with a fresh mask, kept entries scaled by 1 / (1 - p) (inverted dropout, as `nn.Dropout`)."""
-        if x.device not in self._generators:
-            self._generators[x.device] = torch.Generator(device=x.device).manual_seed(self.seed)
-        keep = torch.rand(x.shape, generator=self._generators[x.device], device=x.device) >= self.probability
-        return x * keep.to(x.dtype) / (1.0 - self.probability)
+        return x * self.keep_mask(x.shape, x.device).to(x.dtype) / (1.0 - self.probability)
 
 
 class MultiLoraLinear(nn.Module):

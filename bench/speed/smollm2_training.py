@@ -4,8 +4,9 @@
 
 LoRA-Flow's model for one cell (the tier's costliest trained row, untrained gates) on the same length-grouped
 batches of the cell's train split, in LoRA-Flow's batch size. Phases: training steps (forward and backward to the
-gates) with the vocabulary projection at every position, at the target positions only (the default), and the latter
-under bfloat16 autocast; the dev-loss pass; generation of a few test prompts. Beside each phase: seconds, training
+gates, LoRA dropout on) with the vocabulary projection at every position and dropout masks from torch's CPU generator
+(before), at the target positions only, then with masks from PCG64 (both the defaults now), and the latter under
+bfloat16 autocast; the dev-loss pass; generation of a few test prompts. Beside each phase: seconds, training
 throughput as a share of this CPU's matmul peak measured in the same run (float32 peak for float32 steps, bfloat16
 peak under autocast; FLOPs counted as 2 x 2 x parameters x tokens, forward plus the input gradients of frozen
 weights) and peak resident memory (VmHWM, reset before each phase). Then how far bfloat16's target-position logits
@@ -25,6 +26,7 @@ import bench.builtin_suite  # noqa: F401  (registers the built-in suites)
 from bench.generation import generate_completions
 from bench.grid import GridSpec, _make_cell, load_grid
 from bench.suites import SuiteOptions
+from methods.multi_lora import MultiLoraLinear
 from methods.training import IGNORE_INDEX, collate, encode_example, length_grouped_order, mean_target_loss, \
     summed_target_loss  # fmt: skip
 
@@ -63,6 +65,18 @@ def step_flops(model, batch: dict[str, torch.Tensor], target_only: bool) -> floa
     rows, length = batch["input_ids"].shape
     kept = int((batch["labels"][:, 1:] != IGNORE_INDEX).any(dim=0).sum()) if target_only else length
     return 4.0 * ((total - head - embedding) * rows * length + head * rows * kept)
+
+
+@contextlib.contextmanager
+def torch_generator_masks(model):
+    """The adapters' dropout masks drawn as before, one float per entry from torch's CPU generator (mt19937)."""
+    dropout = next(module.dropout for module in model.modules() if isinstance(module, MultiLoraLinear))
+    generator = torch.Generator().manual_seed(dropout.seed)
+    dropout.keep_mask = lambda shape, device: torch.rand(shape, generator=generator) >= dropout.probability
+    try:
+        yield
+    finally:
+        del dropout.keep_mask  # the class's own method again
 
 
 def time_steps(model, batches: list[dict], target_only: bool, autocast: bool) -> tuple[float, float, float]:
@@ -122,11 +136,16 @@ def main() -> None:
           f"{torch.get_num_threads()} threads; matmul peak {peaks['float32'] / 1e9:.0f} GFLOP/s float32, "
           f"{peaks['bfloat16'] / 1e9:.0f} GFLOP/s bfloat16")  # fmt: skip
     print(f"{'phase':44} {'s/step':>8} {'share of peak':>14} {'peak RSS GB':>12}")
+    time_steps(model, batches[:1], True, False)  # warm-up: the first variant is not charged for cold caches
     baseline = None
-    for name, target_only, autocast in (("train step, full projection (before)", False, False),
-                                        ("train step, target positions only (now)", True, False),
-                                        ("train step, target only + bf16 autocast", True, True)):  # fmt: skip
-        seconds, flops, memory = time_steps(model, batches, target_only, autocast)
+    for name, target_only, torch_masks, autocast in (
+        ("train step, full projection (before)", False, True, False),
+        ("train step, target positions only", True, True, False),
+        ("train step, target only + PCG64 masks (now)", True, False, False),
+        ("train step, now + bf16 autocast", True, False, True),
+    ):
+        with torch_generator_masks(model) if torch_masks else contextlib.nullcontext():
+            seconds, flops, memory = time_steps(model, batches, target_only, autocast)
         baseline = baseline or seconds
         share = flops / seconds / peaks["bfloat16" if autocast else "float32"]
         print(f"{name:44} {seconds:8.2f} {share:14.2f} {memory:12.2f}   x{baseline / seconds:.2f} against before")

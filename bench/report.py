@@ -158,6 +158,17 @@ def cost_table(records: list[dict]) -> pd.DataFrame:
     return table.round(1).reset_index()
 
 
+def suite_table(suite: str, cells: pd.DataFrame, with_ci: bool) -> pd.DataFrame:
+    """The displayed table of one suite's cells (benchmark names on the paper's cells)."""
+    shown = display_table(summary_table(cells), with_ci)
+    return with_benchmark_names(shown) if suite in SUITES_ON_THE_PAPERS_CELLS else shown
+
+
+def table_markdown(shown: pd.DataFrame) -> str:
+    # the cells are already text ('12.3', '-'): printed as they are, right-aligned, not re-parsed as numbers
+    return shown.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(shown.columns))
+
+
 def write_report(out: Path) -> dict[str, Path]:
     """Write results.csv, table.md and table.tex under `out`; return their paths."""
     out = Path(out)
@@ -173,18 +184,20 @@ def write_report(out: Path) -> dict[str, Path]:
     sections_md, sections_tex = [], []
     for suite, suite_cells in cells.groupby("suite"):
         with_ci = suite_cells.groupby(["method", "task", "language"]).size().max() > 1
-        shown = display_table(summary_table(suite_cells), with_ci)
-        on_the_papers_cells = suite in SUITES_ON_THE_PAPERS_CELLS
-        if on_the_papers_cells:
-            shown = with_benchmark_names(shown)
-        # the cells are already text ('12.3', '-'): printed as they are, right-aligned, not re-parsed as numbers
-        markdown = shown.to_markdown(disable_numparse=True, colalign=("left",) + ("right",) * len(shown.columns))
-        sections_md.append(f"## suite: {suite}\n\n{markdown}\n")
-        if on_the_papers_cells and not (paper := paper_table(list(shown.index))).empty:
+        shown = suite_table(suite, suite_cells, with_ci)
+        sections_md.append(f"## suite: {suite}\n\n{table_markdown(shown)}\n")
+        if suite in SUITES_ON_THE_PAPERS_CELLS and not (paper := paper_table(list(shown.index))).empty:
             paper = with_benchmark_names(paper)
             sections_md.append(f"The paper's numbers for these rows ({PAPER_SOURCE}):\n\n{paper.to_markdown()}\n")
-        if paired := mcnemar_markdown([r for r in records.values() if r["suite"] == suite]):
+        suite_records = [record for record in records.values() if record["suite"] == suite]
+        if paired := mcnemar_markdown(suite_records):
             sections_md.append(paired)
+        seeds = sorted(suite_cells["seed"].unique())
+        for seed in seeds if len(seeds) > 1 else ():  # while seeds are incomplete, each seed's own table and tests
+            seed_table = suite_table(suite, suite_cells[suite_cells["seed"] == seed], with_ci=False)
+            sections_md.append(f"### {suite}, the cells of seed {seed} only\n\n{table_markdown(seed_table)}\n")
+            if paired := mcnemar_markdown([record for record in suite_records if record["seed"] == seed]):
+                sections_md.append(paired)
         latex = shown.to_latex(escape=True).replace(" ± ", " $\\pm$ ")
         sections_tex.append(f"% suite: {suite}\n{latex}")
     write_text_atomic(paths["markdown"], "\n".join(sections_md))

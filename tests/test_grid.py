@@ -230,6 +230,24 @@ def test_report_mean_and_ci_over_seeds():
     assert summary.loc["oracle", "gap closed"] == 1 and summary.loc["skill_lora", "gap closed"] == 0
 
 
+def test_report_adds_each_seeds_own_table_while_several_seeds_are_reported(tmp_path):
+    def write(method, seed, score):
+        path = tmp_path / "cells" / "builtin" / method / f"math-zh-seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"method": method, "suite": "builtin", "task": "math", "language": "zh",
+                                    "seed": seed, "metric": "accuracy", "score": score, "n": 20}))  # fmt: skip
+
+    write("base", 0, 10.0)
+    write("loraflow", 0, 30.0)
+    assert "seed 0 only" not in write_report(tmp_path)["markdown"].read_text()  # one seed: the table is that seed's
+    write("loraflow", 1, 50.0)
+    text = write_report(tmp_path)["markdown"].read_text()
+    overall, seed0 = text.split("### builtin, the cells of seed 0 only")
+    seed0, seed1 = seed0.split("### builtin, the cells of seed 1 only")
+    assert "40.0 ±" in overall and "|      30.0 |" in seed0 and "|      10.0 |" in seed0
+    assert "|      50.0 |" in seed1 and "base" not in seed1  # a row not run at seed 1 is absent there
+
+
 def test_report_prints_the_papers_numbers_beside_suites_on_the_papers_cells(tmp_path):
     for suite in ("real", "builtin"):
         for method, score in (("loraflow", 30.0), ("oracle", 50.0)):

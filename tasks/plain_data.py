@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any
 
 # Scalars JSON writes natively (floats keep NaN, inf and -0.0 through Python's json); every container is tagged,
 # so a JSON array in the encoding is always ["tag", payload] and decoding is unambiguous.
@@ -33,7 +32,7 @@ class NotPlainData(TypeError):
     """A value that is not plain data of an exact builtin type."""
 
 
-def to_plain(value: Any) -> Any:
+def to_plain(value: object) -> object:
     """`value` as a JSON-ready tree, refusing any type but the exact builtins listed in the module docstring."""
     kind = type(value)
     if kind is int and value.bit_length() > MAX_DECIMAL_INT_BITS:
@@ -52,7 +51,7 @@ def to_plain(value: Any) -> Any:
     raise NotPlainData(f"{kind.__module__}.{kind.__qualname__} is not plain data (exact builtin types only)")
 
 
-def from_plain(tree: Any) -> Any:
+def from_plain(tree: object) -> object:
     """The value `to_plain` encoded, built from fresh builtin objects."""
     if type(tree) is not list:
         return tree
@@ -68,12 +67,12 @@ def from_plain(tree: Any) -> Any:
     return SEQUENCE_TYPES[tag](from_plain(item) for item in payload)
 
 
-def encode(value: Any) -> bytes:
+def encode(value: object) -> bytes:
     """`value` as UTF-8 JSON; NotPlainData (or RecursionError for a cycle) if it is not plain data."""
     return json.dumps(to_plain(value), ensure_ascii=False).encode("utf-8", TEXT_ERRORS)
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes) -> object:
     """The value `encode` wrote."""
     return from_plain(json.loads(data.decode("utf-8", TEXT_ERRORS)))
 

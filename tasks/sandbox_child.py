@@ -21,7 +21,6 @@ import sys
 import traceback
 import types
 from collections.abc import Callable
-from typing import Any
 
 from tasks.plain_data import decode, encode, read_message, write_message
 from tasks.sandbox_guard import AllowedPackages, Reach, install_guard
@@ -91,7 +90,7 @@ def run_source(source: str, filename: str, namespace: dict) -> None:
 # Containment below Python: a private root of read-only system paths, then an unprivileged, random uid.
 
 
-def libc_call(name: str, *args: Any) -> None:
+def libc_call(name: str, *args: object) -> None:
     """Call a libc function that returns -1 and sets errno on failure; raise OSError naming it."""
     if getattr(ctypes.CDLL(None, use_errno=True), name)(*args) != 0:
         error = ctypes.get_errno()
@@ -189,11 +188,11 @@ def serve_calls(namespace: dict, requests_fd: int, replies_fd: int) -> None:
         write_message(replies_fd, reply)
 
 
-def call_proxy(name: str, replies_fd: int, requests_fd: int) -> Callable[..., Any]:
+def call_proxy(name: str, replies_fd: int, requests_fd: int) -> Callable[..., object]:
     """A stand-in for the solution's function `name`: sends the call, returns the decoded result. Lists, dicts and
     sets passed as arguments are updated to what the function left in them, as they would be in one process."""
 
-    def proxy(*args: Any, **kwargs: Any) -> Any:
+    def proxy(*args: object, **kwargs: object) -> object:
         write_message(requests_fd, encode((name, args, kwargs)))  # NotPlainData if the tests pass code
         reply = read_message(replies_fd)
         try:
@@ -212,7 +211,7 @@ def call_proxy(name: str, replies_fd: int, requests_fd: int) -> Callable[..., An
     return proxy
 
 
-def update_in_place(before: Any, after: Any) -> None:
+def update_in_place(before: object, after: object) -> None:
     """Give a mutable argument the contents the solution's function left in its copy."""
     if type(before) is type(after) is list:
         before[:] = after

@@ -15,6 +15,7 @@ import json
 import torch
 
 from bench.suites import Suite
+from methods.training import key_record
 from tasks.registry import TASKS
 
 # Fields of a cell's identity whose change refits what the method learned (the rest only regenerate or rescore).
@@ -76,8 +77,7 @@ OPTION_NEUTRAL_DEFAULTS = {"checkpoint_choice": ""}
 
 
 def cell_identity(method: str, options: dict, limit: int | None, seed: int, inputs: dict) -> dict:
-    options = {name: value for name, value in options.items()
-               if not (name in OPTION_NEUTRAL_DEFAULTS and value == OPTION_NEUTRAL_DEFAULTS[name])}  # fmt: skip
+    options = key_record(options, OPTION_NEUTRAL_DEFAULTS)
     return {"method": method, "options": options, "limit": limit, "seed": seed} | inputs
 
 

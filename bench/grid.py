@@ -258,7 +258,7 @@ def grid_identities(suite: Suite, keys: list[tuple], configs: dict, limit: int |
             for method, task, language, seed in keys}  # fmt: skip
 
 
-def _make_cell(
+def make_cell(
     suite: Suite, task: str, language: str, seed: int, shared_directory: Path, parallel: DataParallel = SINGLE_PROCESS
 ) -> Cell:
     if (task, language) not in suite.cells:
@@ -333,7 +333,7 @@ def build_cell_method(
     method_state = out / "state" / suite.name / method_class.name
     # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
     shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
-    method = method_class(_make_cell(suite, task, language, seed, shared_directory, parallel), config)
+    method = method_class(make_cell(suite, task, language, seed, shared_directory, parallel), config)
     fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force, parallel, fit_key)
     return method, fit_info
 

@@ -157,13 +157,14 @@ class TrainingConfig:
 KEY_NEUTRAL_DEFAULTS = {"adam_betas": [0.9, 0.999], "adam_epsilon": 1e-8, "max_grad_norm": 0.0}
 
 
-def key_record(record):
-    """`record` (a dataclasses.asdict tree) without the optimiser fields that sit at their key-neutral defaults."""
+def key_record(record, neutral: dict = KEY_NEUTRAL_DEFAULTS):
+    """`record` (a dataclasses.asdict tree) without the fields that sit at their `neutral` defaults (by default the
+    optimiser fields above; bench/cell_identity.py passes its own for method options)."""
     if isinstance(record, dict):
-        return {name: key_record(value) for name, value in record.items()
-                if not (name in KEY_NEUTRAL_DEFAULTS and _as_list(value) == _as_list(KEY_NEUTRAL_DEFAULTS[name]))}  # fmt: skip
+        return {name: key_record(value, neutral) for name, value in record.items()
+                if not (name in neutral and _as_list(value) == _as_list(neutral[name]))}  # fmt: skip
     if isinstance(record, (list, tuple)):
-        return [key_record(value) for value in record]
+        return [key_record(value, neutral) for value in record]
     return record
 
 

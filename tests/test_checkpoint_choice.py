@@ -9,7 +9,7 @@ import torch
 
 from bench.cell_identity import cell_identity, cell_inputs, suite_inputs
 from bench.generation import generate_completions
-from bench.grid import _config_record, _make_cell, dev_accuracy
+from bench.grid import _config_record, dev_accuracy, make_cell
 from methods.finetuned_lora import SkillLoraFinetuned
 from methods.loraflow import LoraFlow, LoraFlowConfig
 from methods.registry import make_config
@@ -56,7 +56,7 @@ def test_choosing_by_dev_accuracy_without_dev_examples_is_refused(suite):
 
 
 def test_loraflow_measures_dev_accuracy_at_its_generation_temperature_and_keeps_the_best_gates(suite, tmp_path):
-    cell = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
+    cell = make_cell(suite, "math", "zh", 0, tmp_path / "shared")
     cell.gate_temperature = 1.7
     accuracies, seen, snapshots = iter([30.0, 80.0, 10.0, 20.0]), [], []
     method = LoraFlow(cell, make_config(LoraFlow, {"checkpoint_choice": "dev_accuracy", "epochs": "2",
@@ -92,7 +92,7 @@ def test_a_cells_dev_accuracy_is_its_dev_split_generated_and_scored_as_the_test_
 
 
 def test_the_suites_choice_applies_unless_an_option_overrides_it(suite, tmp_path):
-    cell = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
+    cell = make_cell(suite, "math", "zh", 0, tmp_path / "shared")
     assert LoraFlowConfig().dev_accuracy_for(cell) is None  # no suite choice: dev loss
     cell.checkpoint_choice = "dev_accuracy"  # as the paper suite sets it
     assert LoraFlowConfig().dev_accuracy_for(cell) is cell.dev_accuracy

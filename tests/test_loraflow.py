@@ -293,14 +293,14 @@ def test_gate_forced_to_the_first_adapter_equals_that_adapter_alone(tiny_model, 
 
 
 def test_gate_training_lowers_dev_loss(tiny_suite, tiny_tokenizer):
-    from bench.grid import _make_cell
+    from bench.grid import make_cell as grid_cell
     from bench.suites import load_suite
 
     suite = load_suite(str(tiny_suite / "suite.json"), SuiteOptions(device="cpu"))
     # Without adapter dropout it fell by 0.07 to 0.23 over six seeds of the fixture's weights (0.08-0.12 over cell
     # seeds 0-3); with the default dropout 0.1 by 0.014-0.046 over cell seeds 0-3: a noisier, slower descent here.
     for dropout, least_fall in ((0.0, 0.05), (0.1, 0.01)):
-        cell = _make_cell(suite, "math", "zh", 0, tiny_suite / "unused")
+        cell = grid_cell(suite, "math", "zh", 0, tiny_suite / "unused")
         config = LoraFlowConfig(learning_rate=0.1, epochs=10, warmup_ratio=0.0, schedule="constant", adapter_dropout=dropout)
         method = LoraFlow(cell, config)
         before = mean_target_loss(method.model, cell.tokenizer, cell.dev)

@@ -13,7 +13,7 @@ import torch
 
 from bench.cli import main
 from bench.generation import generate_completions
-from bench.grid import _make_cell
+from bench.grid import make_cell
 from bench.real_suite import CATALOG_WHEELS, PaperSettings, RealSettings, load_paper_suite, load_real_suite
 from bench.suites import SuiteOptions
 from methods.lora_training import LoraSettings
@@ -135,7 +135,7 @@ def test_paper_suite_loads_released_adapters_and_evaluates_released_gates(tiny_s
                            checkpoints_dir=tmp_path / "checkpoints")  # fmt: skip
     suite = load_paper_suite(options, PaperSettings(base_model=str(tiny_suite / "model"), max_new_tokens={"math": 4, "code": 4}))
     assert [adapter.name for adapter in suite.cell_adapters("code", "ru")] == ["ru", "code"]
-    cell = _make_cell(suite, "math", "es", 0, tmp_path / "shared")
+    cell = make_cell(suite, "math", "es", 0, tmp_path / "shared")
     method = LoraFlow(cell, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
     method.fit()
     assert all(torch.equal(gate.bias, torch.tensor([0.25, -0.25])) for gate in method.gates)
@@ -154,12 +154,12 @@ def test_paper_suite_evaluates_zh_and_ru_math_gates_at_the_authors_temperature(t
     }  # fmt: skip
     # The authors kept the checkpoint best on dev (thunlp/LoRAFlow README): every paper cell chooses by dev accuracy
     assert {data.checkpoint_choice for data in suite.cells.values()} == {"dev_accuracy"}
-    zh_math = _make_cell(suite, "math", "zh", 0, tmp_path / "shared")
+    zh_math = make_cell(suite, "math", "zh", 0, tmp_path / "shared")
     method = LoraFlow(zh_math, LoraFlowConfig(gates_from=str(tmp_path / "checkpoints" / "Gates")))
     assert [gate.temperature for gate in method.gates] == [1.1, 1.1]
     assert method.training_temperature == 1.0  # the authors trained at T = 1 and evaluated at 1.1
     explicit = make_config(LoraFlow, {"temperature": "1.0"})  # an explicit --set wins over the suite's value
-    overridden = LoraFlow(_make_cell(suite, "math", "zh", 0, tmp_path / "shared"), explicit)
+    overridden = LoraFlow(make_cell(suite, "math", "zh", 0, tmp_path / "shared"), explicit)
     assert [gate.temperature for gate in overridden.gates] == [1.0, 1.0] and overridden.training_temperature == 1.0
 
 

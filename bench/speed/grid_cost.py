@@ -30,7 +30,7 @@ import torch
 import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
 from bench.generation import generate_completions
-from bench.grid import _make_cell
+from bench.grid import make_cell
 from bench.suites import Suite, SuiteOptions, load_suite
 from methods.loraflow import LoraFlow, LoraFlowConfig
 from methods.lorahub import LoraHub, LoraHubConfig
@@ -48,7 +48,7 @@ def timed(action) -> float:
 def loraflow_seconds(suite: Suite, task: str, language: str, steps: int, scratch: Path) -> tuple[float, float, float]:
     """(seconds per gate-training step over `steps` steps, seconds per dev check, full-budget steps) on the cell."""
     full = LoraFlowConfig()
-    cell = _make_cell(suite, task, language, 0, scratch)
+    cell = make_cell(suite, task, language, 0, scratch)
     total_steps = full.epochs * math.ceil(len(cell.train) / full.batch_size)
     short = dataclasses.replace(full, epochs=steps * full.batch_size / len(cell.train), evaluations=0)
     method = LoraFlow(dataclasses.replace(cell, dev=[]), short)  # no dev set: the steps alone
@@ -60,7 +60,7 @@ def loraflow_seconds(suite: Suite, task: str, language: str, steps: int, scratch
 def lorahub_seconds(suite: Suite, task: str, language: str, steps: int, scratch: Path) -> tuple[float, float]:
     """(seconds for a search of `steps` candidates, the default budget) on the cell."""
     full = LoraHubConfig()
-    method = LoraHub(_make_cell(suite, task, language, 0, scratch), dataclasses.replace(full, max_inference_step=steps))
+    method = LoraHub(make_cell(suite, task, language, 0, scratch), dataclasses.replace(full, max_inference_step=steps))
     return timed(method.fit), full.max_inference_step
 
 

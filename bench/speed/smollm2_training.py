@@ -24,7 +24,7 @@ import torch
 
 import bench.builtin_suite  # noqa: F401  (registers the built-in suites)
 from bench.generation import generate_completions
-from bench.grid import GridSpec, _make_cell, load_grid
+from bench.grid import GridSpec, load_grid, make_cell
 from bench.suites import SuiteOptions
 from methods.multi_lora import MultiLoraLinear
 from methods.training import IGNORE_INDEX, collate, encode_example, length_grouped_order, mean_target_loss, \
@@ -120,7 +120,7 @@ def main() -> None:
                     seeds=[0], out=Path("/nonexistent"), suite_options=SuiteOptions(cache_dir=arguments.cache_dir,
                                                                                      device="cpu"))  # fmt: skip
     grid = load_grid(spec)
-    method = grid.methods["loraflow"](_make_cell(grid.suite, arguments.task, arguments.lang, 0, Path("/nonexistent")),
+    method = grid.methods["loraflow"](make_cell(grid.suite, arguments.task, arguments.lang, 0, Path("/nonexistent")),
                                       grid.configs["loraflow"])  # fmt: skip
     model, tokenizer, training = method.model, grid.suite.tokenizer, grid.configs["loraflow"].training()
     for parameter in method.gate_parameters():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import importlib.util
 import math
 import os
 import secrets
@@ -176,6 +177,40 @@ def test_sockets_are_refused():
 def test_modules_subclassing_socket_still_import():
     result = run_untrusted("import ssl, asyncio, http.client", timeout_s=TIMEOUT_S)
     assert result.passed, result.stderr
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import http.client\nhttp.client.socket.socket()",  # imported by a stdlib module, not by the program
+        "from socket import socket\nsocket()",
+        "import asyncio.base_events\nfrom subprocess import Popen\nPopen(['true'])",
+        "import importlib\nimportlib.import_module('subprocess').run(['true'])",
+    ],
+    ids=["through-http.client", "from-import", "after-asyncio", "import_module"],
+)
+def test_modules_guarded_on_import_are_guarded_however_they_are_imported(program):
+    result = run_untrusted(program, timeout_s=TIMEOUT_S)
+    assert not result.passed and "PermissionError: sandbox:" in result.stderr, result.stderr
+
+
+def test_a_child_imports_neither_socket_nor_subprocess_nor_shutil_until_asked():
+    """They are guarded as they are imported (`tasks.sandbox_guard.GuardOnImport`), not imported to be guarded."""
+    result = run_untrusted("import sys\nprint(sorted({'socket', 'subprocess', 'shutil'} & set(sys.modules)))",
+                           timeout_s=TIMEOUT_S)  # fmt: skip
+    assert result.passed and result.stdout == "[]\n", result.stderr
+
+
+def test_exited_within_learns_the_exit_and_the_timeout():
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert sandbox.exited_within(quick, 30.0) and quick.wait() == 0
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not sandbox.exited_within(slow, 0.2) and slow.poll() is None
+    finally:
+        slow.kill()
+        slow.wait()
+    assert sandbox.exited_within(slow, 0.2)  # already reaped: no pidfd, `Popen.wait` answers at once
 
 
 @pytest.mark.skipif(not network_isolated(), reason="`unshare --net` is unavailable on this platform")
@@ -380,3 +415,14 @@ def test_guard_fallback_still_runs_and_judges(monkeypatch):
     checked = sandbox.run_checked(solution, "", "assert twice(4) == 8", ("twice",), timeout_s=TIMEOUT_S)
     assert checked.passed and checked.containment == "guard", checked.stderr
     assert not sandbox.run_checked(solution, "", "assert twice(4) == 9", ("twice",), timeout_s=TIMEOUT_S).passed
+
+
+def test_the_modules_every_child_imports_have_fresh_bytecode():
+    """Children run with -B, so they would compile these from source, twice an item, if the scorer did not."""
+    sandbox.compile_child_modules.__wrapped__()
+    for module in sandbox.CHILD_MODULES:
+        source = sandbox.PROJECT_ROOT / module
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+        header = compiled.read_bytes()[:16]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, module
+        assert int.from_bytes(header[8:12], "little") == int(source.stat().st_mtime), module  # what imports check

@@ -15,6 +15,7 @@ import bench.builtin_suite  # noqa: F401  (registers the built-in suite)
 import bench.real_suite  # noqa: F401  (registers the real and paper suites)
 from bench.plots.figures import draw_all_figures
 from bench.claims import CLAIM_TIMEOUT_SECONDS
+from bench.fit_cache import ENVIRONMENT_SWITCH, fit_cache_default
 from bench.grid import CellFailure, GridOutcome, GridSpec, is_first_process, run_grid
 from bench.launcher import LAUNCHERS, LauncherSettings, launch_shards
 from bench.report import read_cells, write_report
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoints", type=Path, help="the released LoRA-Flow adapters and gates (paper suite)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.OPTION=VALUE", help="a method option")
     parser.add_argument("--force", action="store_true", help="recompute finished cells and fits")
+    parser.add_argument("--fit-cache", action=argparse.BooleanOptionalAction, default=fit_cache_default(),
+                        help="reuse fits made for another --out from the cache (default: on, unless "
+                             f"{ENVIRONMENT_SWITCH}=0)")  # fmt: skip
     parser.add_argument("--allow-pickle", action="store_true", help="load pickle .bin adapters (tensors only)")
     parser.add_argument("--list", action="store_true", help="list methods, suites and tasks, then exit")
     parser.add_argument("--report-only", action="store_true", help="rewrite the tables from existing cells")
@@ -163,6 +167,7 @@ def spec_from_arguments(arguments: argparse.Namespace) -> GridSpec:
         limit=arguments.limit,
         generation_batch_size=arguments.batch_size,
         force=arguments.force,
+        fit_cache=arguments.fit_cache,
         method_options=parse_method_options(arguments.set, methods),
         shard=parse_shard(arguments.shard),
         claim_timeout=arguments.claim_timeout,

@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from bench.cell_identity import FIT_FIELDS, cell_identity, cell_inputs, identity_key, suite_inputs
 from bench.claims import CLAIM_TIMEOUT_SECONDS, CellClaims
+from bench.fit_cache import cached_fit_directory, fit_cache_default
 from bench.cell_records import (CellFailure, cell_failure, cell_name, finished_identity_key, report_stale_cells,
                                 set_aside)
 from bench.generation import generate_completions
@@ -55,6 +57,7 @@ class GridSpec:
     suite_options: SuiteOptions = field(default_factory=SuiteOptions)
     shard: tuple[int, int] | None = None  # (I, N): only the I-th of N slices of the cells (shard_keys); None: all
     claim_timeout: float = CLAIM_TIMEOUT_SECONDS  # seconds without a heartbeat after which a cell's claim is stale
+    fit_cache: bool = field(default_factory=fit_cache_default)  # reuse and keep fits in the cache (bench.fit_cache)
 
 
 @dataclass
@@ -297,16 +300,20 @@ def dev_accuracy(suite: Suite, task: str, language: str, model: torch.nn.Module,
     return 100.0 * sum(correct) / max(len(correct), 1)
 
 
-def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel, fit_key: str = "") -> dict:
+def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParallel, fit_key: str = "",
+                 cached: Path | None = None) -> dict:  # fmt: skip
     """Load what the method learned when a finished state of the same fit inputs exists (its DONE file holds
-    `fit_key`; any finished state when the key is empty); otherwise fit and save it atomically (the first process
-    saves; every process holds the same fitted state)."""
+    `fit_key`; any finished state when the key is empty) in `state_directory`, else in the fit cache's `cached`
+    (copied into `state_directory`, so the output folder holds every state its cells used); otherwise fit and save it
+    atomically in both (the first process saves; every process holds the same fitted state)."""
     if not method.learns:
         return {"fit_seconds": 0.0, "reused_state": False}
-    done = state_directory / STATE_DONE_FILE
-    if not force and done.is_file() and (not fit_key or done.read_text(encoding="utf-8").strip() == fit_key):
-        method.load(state_directory)
-        return {"fit_seconds": 0.0, "reused_state": True}
+    for found in (state_directory, cached):
+        if not force and found is not None and _finished_state(found, fit_key):
+            method.load(found)
+            if found == cached and parallel.is_main:
+                _copy_state(cached, state_directory)
+            return {"fit_seconds": 0.0, "reused_state": True}
     started = time.perf_counter()
     method.fit()
     fit_seconds = time.perf_counter() - started
@@ -314,7 +321,20 @@ def _fit_or_load(method, state_directory: Path, force: bool, parallel: DataParal
         with atomic_directory(state_directory) as scratch:
             method.save(scratch)
             (scratch / STATE_DONE_FILE).write_text(f"{fit_key or 'ok'}\n", encoding="utf-8")
+        if cached is not None:
+            _copy_state(state_directory, cached)
     return {"fit_seconds": fit_seconds, "reused_state": False}
+
+
+def _finished_state(directory: Path, fit_key: str) -> bool:
+    done = directory / STATE_DONE_FILE
+    return done.is_file() and (not fit_key or done.read_text(encoding="utf-8").strip() == fit_key)
+
+
+def _copy_state(source: Path, target: Path) -> None:
+    """Copy a finished state folder; the copy appears whole or not at all."""
+    with atomic_directory(target) as scratch:
+        shutil.copytree(source, scratch, dirs_exist_ok=True)
 
 
 def score_all(score, examples, completions) -> list[bool]:
@@ -324,17 +344,20 @@ def score_all(score, examples, completions) -> list[bool]:
 
 
 def build_cell_method(
-    suite: Suite, method_class: type, config, task: str, language: str, seed: int, out: Path, force: bool,
+    suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec,
     parallel: DataParallel = SINGLE_PROCESS, fit_key: str = "",
 ) -> tuple[object, dict]:
-    """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/` (a state saved under
-    another `fit_key` is refitted); and its fit info."""
+    """The method for one cell with its composed `model`, fitted or loaded from `<out>/state/` or the fit cache
+    (`bench.fit_cache`; a state saved under another `fit_key` is refitted); and its fit info."""
     torch.manual_seed(seed)
-    method_state = out / "state" / suite.name / method_class.name
+    method_state = spec.out / "state" / suite.name / method_class.name
     # A method may name another whose once-learned state it reuses (hydralora_tuned starts from hydralora's model).
     shared_directory = method_state.parent / getattr(method_class, "shares_state_with", method_class.name) / "shared"
     method = method_class(make_cell(suite, task, language, seed, shared_directory, parallel), config)
-    fit_info = _fit_or_load(method, method_state / cell_name(task, language, seed), force, parallel, fit_key)
+    cell = cell_name(task, language, seed)
+    cached = (cached_fit_directory(spec.suite_options, suite, method_class.name, cell, fit_key)
+              if spec.fit_cache and fit_key else None)  # fmt: skip
+    fit_info = _fit_or_load(method, method_state / cell, spec.force, parallel, fit_key, cached)
     return method, fit_info
 
 
@@ -344,8 +367,7 @@ def run_cell(
 ) -> dict | None:
     """Fit (or load), generate on the test split, score; return the cell's record (None on all but the first process)."""
     fit_key = identity_key(identity, FIT_FIELDS) if identity else ""
-    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec.out, spec.force,
-                                         parallel, fit_key)  # fmt: skip
+    method, fit_info = build_cell_method(suite, method_class, config, task, language, seed, spec, parallel, fit_key)
     task_spec = TASKS[task]
     test = suite.cells[(task, language)].test[: spec.limit]
     batch_size = spec.generation_batch_size or suite.generation_batch_size

@@ -6,10 +6,11 @@ as the grid builds it, so lm-eval's own CLI, tasks, output and caching run on it
 
 `model_args`: `method` and `lang` (required), `suite`, `task`, `seed`, `out` (the results folder whose fitted state
 is reused, or where a new fit is saved), `cache_dir`, `data_dir`, `checkpoints`, `dtype`, `allow_pickle`, `force`,
-and any method option as `METHOD.OPTION=VALUE` (as `--set`). A fit the grid left under `<out>/state/` for the same
-fit inputs is loaded; otherwise the method is fitted and its state saved there, while this run holds the cell's
-claim (bench/claims.py), so a grid run sharing `out` never fits it at the same time. Under `accelerate launch` or
-`torchrun` every process fits together (data parallel, as the grid) and lm-eval splits the documents over them.
+and any method option as `METHOD.OPTION=VALUE` (as `--set`). A fit the grid left under `<out>/state/` (or in the
+fit cache, `bench.fit_cache`) for the same fit inputs is loaded; otherwise the method is fitted and its state saved
+there, while this run holds the cell's claim (bench/claims.py), so a grid run sharing `out` never fits it at the same
+time. Under `accelerate launch` or `torchrun` every process fits together (data parallel, as the grid) and lm-eval
+splits the documents over them.
 
 `lora-compose-lm-eval` is lm-eval's own command line with this type registered, and the cell's own task
 (`<suite>_<task>_<lang>`, the cell's test split as a local lm-eval task) written and put on `--include_path` when
@@ -109,7 +110,7 @@ def build_composed_model(grid: LoadedGrid) -> tuple[object, dict]:
                            f"{grid.spec.out}; wait for it to finish, then run again")  # fmt: skip
     try:
         return build_cell_method(grid.suite, grid.methods[method_name], grid.configs[method_name], task, language,
-                                 seed, grid.spec.out, grid.spec.force, grid.parallel, fit_key)  # fmt: skip
+                                 seed, grid.spec, grid.parallel, fit_key)  # fmt: skip
     finally:
         if claim is not None:
             claim.release()

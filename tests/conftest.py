@@ -19,6 +19,9 @@ from methods.registry import Cell
 from tasks.examples import Example, write_examples
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything here is local; never wait on a hub
+# Each test fits what it runs: a fit cached by another test (or by the developer's runs) would hide its fitting.
+# tests/test_fit_cache.py turns it on where it is the subject.
+os.environ["LORA_COMPOSE_BENCH_FIT_CACHE"] = "0"
 TINY_BASE_ID = "tiny-random-llama"
 TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SAMPLE_TEXT = [

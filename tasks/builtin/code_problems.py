@@ -8,9 +8,9 @@ fails at least one of them.
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
+import marshal
 import random
 from typing import Callable
 
@@ -48,9 +48,12 @@ def reference_function(family: Family, params: Params) -> Callable:
 
 
 def _outputs(function: Callable, inputs: list) -> list | None:
-    """The function's results on copies of `inputs`, or None if any call fails."""
+    """The function's results on copies of `inputs`, or None if any call fails. The inputs are our own plain data
+    (ints, strings and lists of them), which marshal copies exactly, and about 10 times faster than `copy.deepcopy`:
+    generating the suites' code problems took 12 s of each run with it."""
+    copies = marshal.loads(marshal.dumps(inputs))  # outside the `try`: a value marshal cannot copy is our bug
     try:
-        return [function(copy.deepcopy(value)) for value in inputs]
+        return [function(value) for value in copies]
     except Exception:
         return None
 

@@ -34,6 +34,7 @@ from bench.storage import atomic_directory, save_tensors_atomic, write_json_atom
 from bench.suites import Suite, SuiteOptions, load_suite, suite_display_name
 from methods.data_parallel import SINGLE_PROCESS, DataParallel
 from methods.registry import Cell, load_all_methods, make_config
+from tasks.examples import Example
 from tasks.registry import TASKS
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ def dev_accuracy(suite: Suite, task: str, language: str, model: torch.nn.Module,
     completions = generate_completions(model, suite.tokenizer, [example.prompt for example in dev],
                                        *suite.answer_limits(task), batch_size=suite.generation_batch_size,
                                        parallel=parallel)  # fmt: skip
-    correct = score_all(TASKS[task].scorer_for(language), dev, completions)
+    correct = VERDICTS.score(task, language, dev, completions)
     return 100.0 * sum(correct) / max(len(correct), 1)
 
 
@@ -343,6 +344,28 @@ def score_all(score, examples, completions) -> list[bool]:
         return list(pool.map(score, examples, completions))
 
 
+class Verdicts:
+    """The verdicts this process has computed, by task, scorer, language, example and completion. Methods
+    often write the same program for an item (in the default run LoRA-Flow and LoraHub agree on a quarter of the
+    code items), and a verdict depends on nothing else, so a completion already scored is not run again."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple, bool] = {}
+
+    def score(self, task: str, language: str, examples: list[Example], completions: list[str]) -> list[bool]:
+        """The verdicts of `completions` on `examples`, scoring (in parallel, see `score_all`) only the new ones."""
+        spec = TASKS[task]
+        keys = [(task, spec.score, spec.scorer_version, language, example, completion)
+                for example, completion in zip(examples, completions, strict=True)]  # fmt: skip
+        new = list(dict.fromkeys(key for key in keys if key not in self._known))
+        verdicts = score_all(spec.scorer_for(language), [key[4] for key in new], [key[5] for key in new])
+        self._known.update(zip(new, verdicts))
+        return [self._known[key] for key in keys]
+
+
+VERDICTS = Verdicts()
+
+
 def build_cell_method(
     suite: Suite, method_class: type, config, task: str, language: str, seed: int, spec: GridSpec,
     parallel: DataParallel = SINGLE_PROCESS, fit_key: str = "",
@@ -386,7 +409,7 @@ def run_cell(
     if not parallel.is_main:
         return None
     started = time.perf_counter()
-    correct = score_all(task_spec.scorer_for(language), test, completions)
+    correct = VERDICTS.score(task, language, test, completions)
     score_seconds = time.perf_counter() - started
     if traces:
         trace_path = spec.out / "traces" / suite.name / method_class.name / f"{cell_name(task, language, seed)}.safetensors"

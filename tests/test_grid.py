@@ -8,8 +8,10 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
-from bench.grid import cell_path
+from bench.grid import Verdicts, cell_path
 from bench.report import read_cells, summary_table, write_report
+from tasks.examples import Example
+from tasks.registry import TASKS, TaskSpec
 
 STATIC_METHODS = "base,lora,average"
 
@@ -263,3 +265,22 @@ def test_report_prints_the_papers_numbers_beside_suites_on_the_papers_cells(tmp_
     assert "| loraflow |      33.2 |      37.6 |        42 |       37.6 |" in paper_rows and "oracle" not in paper_rows
     # on the paper's cells, columns carry the paper's benchmark names
     assert "|   MGSM zh |" in real and "MGSM avg" in paper_rows and "math zh" not in real and "math zh" in builtin
+
+
+def test_a_completion_already_scored_for_an_example_is_not_run_again(monkeypatch):
+    scored = []
+
+    def score(example, completion, language="en"):
+        scored.append((example.id, completion, language))
+        return completion == example.target
+
+    monkeypatch.setitem(TASKS, "counted", TaskSpec("counted", "accuracy", score, max_new_tokens=8, stop=()))
+    one, two = Example("one", "1 + 1 =", " 2"), Example("two", "2 + 2 =", " 4")
+    verdicts = Verdicts()
+    assert verdicts.score("counted", "zh", [one, two], [" 2", " 5"]) == [True, False]
+    assert verdicts.score("counted", "zh", [two, one, two], [" 5", " 2", " 4"]) == [False, True, True]
+    assert verdicts.score("counted", "es", [one], [" 2"]) == [True]  # another language is another scorer
+    assert sorted(scored) == sorted([("one", " 2", "zh"), ("two", " 5", "zh"), ("two", " 4", "zh"), ("one", " 2", "es")])
+    monkeypatch.setitem(TASKS, "counted", TaskSpec("counted", "accuracy", score, 8, (), scorer_version="2"))
+    assert verdicts.score("counted", "zh", [one], [" 2"]) == [True]  # a new scorer version scores again
+    assert len(scored) == 5

@@ -29,8 +29,14 @@ from pathlib import Path
 # Local task data and local models: never ask the hub. Set before `datasets` is imported, which reads it once.
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-from lm_eval.api.registry import register_model  # noqa: E402
-from lm_eval.models.huggingface import HFLM  # noqa: E402
+try:
+    from lm_eval.api.registry import register_model
+    from lm_eval.models.huggingface import HFLM
+except ModuleNotFoundError as error:  # an optional extra: say how to get it, not a traceback
+    if error.name != "lm_eval" and not (error.name or "").startswith("lm_eval."):
+        raise
+    raise SystemExit("the lm-eval model type needs lm-evaluation-harness: pip install -e '.[lm-eval]' "
+                     "(or pip install 'lm-eval>=0.4.4')") from error
 
 from bench.cell_identity import FIT_FIELDS, identity_key  # noqa: E402
 from bench.claims import CellClaims  # noqa: E402

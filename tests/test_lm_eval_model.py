@@ -224,3 +224,12 @@ def test_scorers_differ_as_documented(generation, gold, language, ours, lm_eval)
 def test_math_task_yaml_needs_its_data_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
         write_math_task_yaml("t", tmp_path / "missing.jsonl", tmp_path, 8, ("\n\n",))
+
+
+def test_without_lm_eval_the_model_type_says_how_to_install_it():
+    """lm-eval is an optional extra: the console script names it instead of showing a traceback."""
+    code = "import sys; sys.modules['lm_eval'] = None; import bench.lm_eval_model"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=REPOSITORY)  # fmt: skip
+    assert result.returncode == 1
+    assert "pip install -e '.[lm-eval]'" in result.stderr and "Traceback" not in result.stderr
